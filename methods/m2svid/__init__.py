@@ -1,0 +1,6 @@
+"""M2SVid (Shvetsova et al.): end-to-end inpainting and refinement for monocular-to-stereo video.
+
+A diffusers re-implementation of the official model: SVD's spatio-temporal U-Net with a
+13-channel input, full attention for disoccluded tokens, single-step inference. See
+docs/m2svid.md.
+"""
