@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -30,6 +30,10 @@ class WeightSpec:
         env_var: environment variable that points to a local copy, if set.
         filename: file or subfolder inside ``source``.
         how_to_get: the exact command or steps that provide the weights on a new machine.
+        sha256: hex SHA-256 of the file when ``source`` is a single file (a URL); empty for hub
+            repositories, whose ``revision`` (a commit hash) already pins the content.
+        size_bytes: download size in bytes, if known (shown by ``stereobench weights``).
+        licence: licence of the weights (may differ from the code's).
     """
 
     name: str
@@ -38,6 +42,17 @@ class WeightSpec:
     env_var: str = ""
     filename: str = ""
     how_to_get: str = ""
+    sha256: str = ""
+    size_bytes: int | None = None
+    licence: str = ""
+
+    def local_path(self) -> Path | None:
+        """The local copy named by ``env_var`` if that variable is set and the path exists."""
+        return env_path(self.env_var) if self.env_var else None
+
+    def pinned(self) -> bool:
+        """True when the content is pinned (a revision or a checksum is declared)."""
+        return bool(self.revision or self.sha256)
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,11 @@ class MethodMeta:
     at any size; ``native_frames`` the frames per forward call (None = any);
     ``denoising_steps`` 0 for non-generative methods; ``native_warp`` the name of the method's
     official warp rule in :mod:`benchmark.stereo` used in ``native`` mode (None = shared warp).
+    ``outside_mask`` is the method's promise about pixels outside the hole mask: ``"warped"``
+    (returned exactly as the input's warped view, i.e. only holes are filled) or ``"any"`` (the
+    method may change them; e.g. generative refiners that also fix warping artefacts).
+    ``version`` is the adapter's own version; it goes into every result's provenance, so bump it
+    when a change alters outputs.
     """
 
     name: str
@@ -63,6 +83,16 @@ class MethodMeta:
     needs_gpu: bool = False
     native_warp: str | None = None
     description: str = ""
+    outside_mask: str = "any"
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if self.outside_mask not in ("warped", "any"):
+            raise ValueError(f"outside_mask must be 'warped' or 'any', got {self.outside_mask!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (run manifests, ``stereobench weights``)."""
+        return asdict(self)
 
 
 @dataclass
@@ -101,6 +131,9 @@ class Method(ABC):
         self.device = torch.device(device)
         self.dtype = dtype
         return self
+
+    def unload(self) -> None:
+        """Release weights and device memory (the runner calls it after a method's last clip)."""
 
     @abstractmethod
     def refine(self, inp: StereoInput) -> torch.Tensor:
