@@ -1,0 +1,125 @@
+"""``folder``: your own videos as a dataset.
+
+Layout of ``root`` (any video format FFmpeg reads, or a folder of PNG/JPG frames, in place of
+``.mp4``)::
+
+    root/
+      street_left.mp4          left view (required)
+      street_right.mp4         ground-truth right view (optional: enables scoring)
+      street_disparity.npy     disparity of the LEFT view in pixels, float (T, H, W) or
+                               (T, 1, H, W), x_R = x_L - d, NaN = invalid (optional: without it
+                               a depth source must provide disparity)
+      beach.mp4                a video without "_left" is a left-only (monocular) clip
+
+Clip names are the file stems without ``_left``: ``street``, ``beach``. Sizes and frame rates stay
+native; a clip protocol resamples them later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.errors import StereobenchError, did_you_mean
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def _is_video(path: Path) -> bool:
+    if path.is_dir():
+        return any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in path.iterdir())
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+class FolderDataset:
+    """A directory of ``<name>_left.*`` [+ ``<name>_right.*``, ``<name>_disparity.npy``] or
+    plain (left-only) videos. Option ``root``: the directory. ``name``: dataset name used in clip
+    ids (default ``folder-<directory name>``)."""
+
+    def __init__(self, root: str | Path | None = None, name: str | None = None):
+        if root is None:
+            raise StereobenchError("the folder dataset needs a directory: --dataset path/to/videos "
+                                   "or --option root=path/to/videos")
+        self.root = Path(root).expanduser()
+        requested_name = name
+        if not self.root.is_dir():
+            raise StereobenchError(f"dataset folder {str(self.root)!r} does not exist or is not a directory; "
+                                   f"pass a directory of <name>_left.mp4 [+ <name>_right.mp4] videos")
+        self._clips: dict[str, dict[str, Path]] = {}
+        try:
+            entries = sorted(self.root.iterdir())
+        except OSError as exc:
+            raise StereobenchError(f"cannot read dataset folder {str(self.root)!r} ({exc.strerror}); "
+                                   f"check its permissions") from None
+        for path in entries:
+            if path.name.startswith(".") or not _is_video(path):
+                continue
+            stem = path.stem if path.is_file() else path.name
+            if stem.endswith("_right") or stem.endswith("_disparity"):
+                continue
+            name = stem[: -len("_left")] if stem.endswith("_left") else stem
+            files = {"left": path}
+            for candidate in entries:
+                cstem = candidate.stem if candidate.is_file() else candidate.name
+                if cstem == f"{name}_right" and _is_video(candidate):
+                    files["right"] = candidate
+            disparity = self.root / f"{name}_disparity.npy"
+            if disparity.is_file():
+                files["disparity"] = disparity
+            self._clips[name] = files
+        if not self._clips:
+            raise StereobenchError(f"dataset folder {str(self.root)!r} holds no videos; expected "
+                                   f"<name>_left.mp4 [+ <name>_right.mp4] or plain videos")
+        digest = hashlib.sha256()
+        for name, files in sorted(self._clips.items()):
+            for role, path in sorted(files.items()):
+                stat = path.stat()
+                digest.update(f"{name}:{role}:{path.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+        self.name = str(requested_name) if requested_name else f"folder-{self.root.resolve().name}"
+        self.spec = DatasetSpec(
+            name=self.name,
+            description=f"videos from {self.root}",
+            revision="files:" + digest.hexdigest()[:16],
+            has_ground_truth=all("right" in f for f in self._clips.values()),
+            default_protocol="paper",
+        )
+
+    def clip_names(self) -> list[str]:
+        return sorted(self._clips)
+
+    def load_clip(self, name: str) -> Clip:
+        from benchmark.stereo.video_io import read_video
+
+        if name not in self._clips:
+            raise did_you_mean(name, self._clips, f"clip of {self.root}")
+        files = self._clips[name]
+        left = read_video(files["left"])
+        right = disparity = None
+        if "right" in files:
+            right_video = read_video(files["right"])
+            if right_video.frames.shape != left.frames.shape:
+                raise StereobenchError(
+                    f"{files['right'].name} has shape {tuple(right_video.frames.shape)} but {files['left'].name} has "
+                    f"{tuple(left.frames.shape)}; left and right videos must match in frames and size")
+            right = right_video.frames
+        if "disparity" in files:
+            try:
+                array = np.load(files["disparity"])
+            except (OSError, ValueError) as exc:
+                raise StereobenchError(f"cannot read {files['disparity']} ({exc}); save a float array with "
+                                       f"numpy.save") from None
+            if array.ndim == 3:
+                array = array[:, None]
+            t, _, h, w = left.frames.shape
+            if array.shape != (t, 1, h, w):
+                raise StereobenchError(f"{files['disparity'].name} has shape {array.shape}, expected ({t}, {h}, {w}) "
+                                       f"to match {files['left'].name}")
+            disparity = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+            disparity = torch.where(torch.isfinite(disparity), disparity, torch.nan)
+        return Clip(clip_id=f"{self.name}/{name}", left=left.frames, fps=left.fps, right=right,
+                    disparity=disparity, timestamps=left.timestamps,
+                    metadata={role: str(path) for role, path in files.items()})
