@@ -1,0 +1,204 @@
+"""The run configuration: a YAML file (``stereobench run --config x.yaml``) or command-line flags.
+
+Schema (every key optional; defaults shown)::
+
+    run_id: null              # null: resume the newest unfinished run with the same config, else new
+    out: results/runs         # where runs are written: <out>/<run_id>/
+    cache: cache/stereo_inputs  # content-hash cache of the shared stereo inputs
+    datasets:                 # a name, or {name, options, clips}
+      - name: synthetic
+        options: {num_clips: 3, size: 256, num_frames: 8}   # keyword options of the dataset
+        clips: 2              # first N clips, or a list of clip names (null = all)
+      - middlebury-motorcycle
+    methods: all              # "all" (every registered method) or a list of names or
+                              # {name, options, label} (label = the name in results, to run one
+                              # method twice with different options)
+    protocol: quick           # clip protocol name, or {name: paper, num_frames: 8, ...}
+    warp_mode: shared         # shared | native (each method's official warp)
+    metrics: [psnr, msssim, lpips_vgg, lpips_alex]
+    regions: [full, inside, outside]
+    scoring_protocols: [paper, strict]
+    device: auto              # auto (cuda if available) | cpu | cuda | cuda:1
+    dtype: float32            # float32 | float16 | bfloat16 (what methods load in)
+    seed: 0
+    warmup: auto              # warm-up calls per method before timing (auto: 1 on CUDA, 0 on CPU)
+    save_videos: false        # write <out>/<run_id>/videos/<dataset>/<clip>/{left,warped,mask,gt,<method>}.mp4
+    overwrite: only-missing   # only-missing | never | always  (see docs/runner.md)
+    leaderboard: true         # build the leaderboard at the end
+    title: null               # leaderboard title (default names the protocol and warp mode)
+
+Unknown keys are an error naming the key, with a did-you-mean hint: a typo never silently runs
+the defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from benchmark.errors import StereobenchError, did_you_mean
+
+DEFAULT_METRICS = ("psnr", "msssim", "lpips_vgg", "lpips_alex")
+
+
+class Overwrite(str, Enum):
+    """What a run does with (method, clip) pairs that already have results in its run folder.
+
+    - ``only-missing`` (default): run pairs without a complete result, and retry pairs whose
+      latest result is an error; completed pairs are kept.
+    - ``never``: run only pairs that have no complete result at all (errors are kept, not retried).
+    - ``always``: recompute every pair; the new rows supersede the old ones.
+    """
+
+    ONLY_MISSING = "only-missing"
+    NEVER = "never"
+    ALWAYS = "always"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DatasetEntry(_Strict):
+    """One dataset of a run: registry name, its options, which clips."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    clips: int | list[str] | None = None
+
+    @field_validator("clips")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("clips must be a positive number of clips or a list of clip names")
+        return value
+
+
+class MethodEntry(_Strict):
+    """One method of a run: registry name, constructor options, label used in results."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def result_name(self) -> str:
+        return self.label or self.name
+
+
+class RunConfig(_Strict):
+    """The resolved configuration of a run (see the module docstring for every key)."""
+
+    run_id: str | None = None
+    out: str = "results/runs"
+    cache: str = "cache/stereo_inputs"
+    datasets: list[DatasetEntry] = Field(default_factory=lambda: [DatasetEntry(name="synthetic")])
+    methods: Literal["all"] | list[MethodEntry] = "all"
+    protocol: str | dict[str, Any] = "quick"
+    warp_mode: Literal["shared", "native"] = "shared"
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    regions: list[Literal["full", "inside", "outside"]] = Field(default_factory=lambda: ["full", "inside", "outside"])
+    scoring_protocols: list[Literal["paper", "strict"]] = Field(default_factory=lambda: ["paper", "strict"])
+    device: str = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    seed: int = 0
+    warmup: int | Literal["auto"] = "auto"
+    save_videos: bool = False
+    overwrite: Overwrite = Overwrite.ONLY_MISSING
+    leaderboard: bool = True
+    title: str | None = None
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_names(cls, value):
+        items = [value] if isinstance(value, (str, dict)) else value
+        return [{"name": v} if isinstance(v, str) else v for v in items or []]
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_names(cls, value):
+        if value == "all" or value is None:
+            return "all"
+        items = [value] if isinstance(value, (str, dict)) else value
+        return [{"name": v} if isinstance(v, str) else v for v in items]
+
+    def protocol_name_and_overrides(self) -> tuple[str, dict[str, Any]]:
+        if isinstance(self.protocol, str):
+            return self.protocol, {}
+        overrides = dict(self.protocol)
+        name = overrides.pop("name", None)
+        if not name:
+            raise StereobenchError("config key 'protocol' as a mapping needs a 'name', e.g. {name: paper, num_frames: 8}")
+        return str(name), overrides
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def content_hash(self) -> str:
+        """Hash of everything that determines the rows (not run_id / out / cache / leaderboard /
+        title / save_videos / overwrite): two commands with equal hashes produce the same rows."""
+        data = self.to_dict()
+        for key in ("run_id", "out", "cache", "leaderboard", "title", "save_videos", "overwrite"):
+            data.pop(key, None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_MODELS: dict[str, type[BaseModel]] = {"": RunConfig, "datasets": DatasetEntry, "methods": MethodEntry}
+
+
+def _explain(exc: ValidationError, source: str) -> StereobenchError:
+    """One line naming the first problem (the key, and a did-you-mean for unknown keys)."""
+    errors = exc.errors()
+    # Unions (methods: "all" | list) report one error per branch: the most specific one wins.
+    err = next((e for e in errors if e.get("type") == "extra_forbidden"),
+               next((e for e in errors if not any("literal" in str(p) for p in e.get("loc", ()))), errors[0]))
+    loc = [str(p) for p in err.get("loc", ()) if not (isinstance(p, str) and "[" in p)]
+    where = ".".join(loc) or "(top level)"
+    if err.get("type") == "extra_forbidden":
+        key = loc[-1]
+        parent = loc[0] if len(loc) > 1 else ""
+        model = _MODELS.get(parent, RunConfig)
+        hint = did_you_mean(key, model.model_fields, "config key")
+        return StereobenchError(f"{source}: {where}: {hint}")
+    return StereobenchError(f"{source}: config key {where!r}: {err.get('msg')} (got {err.get('input')!r})")
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+    """Validate a config mapping; raises StereobenchError naming the first bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise StereobenchError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, source) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise StereobenchError(f"config file {path} does not exist; see configs/embedded.yaml for an example")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise StereobenchError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, source=str(path))
+
+
+def merge_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A new config with ``overrides`` (from command-line flags; None values ignored) applied."""
+    data = config.to_dict()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(data, source="command line")
