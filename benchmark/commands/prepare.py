@@ -1,0 +1,217 @@
+"""Build and cache the shared stereo inputs of datasets, and write a preview to look at.
+
+For every clip: load it (native size and rate), apply the clip protocol (frames, fps, resize,
+centre crop), forward-warp the left view with the ground-truth disparity (the shared warp, or a
+method's native warp), close the hole mask, and store the StereoInput in the on-disk cache under
+a content hash of the clip identity and every parameter. A later `stereobench run` (or a second
+`prepare`) finds it there. For a person to check the inputs, each clip also gets
+
+  <preview>/<clip>.png   one frame: left | warped right | hole mask | ground-truth right
+  <preview>/<clip>.mp4   the same four panels for every frame (H.264, plays in browsers)
+
+Datasets: `synthetic` (procedural clips with exact ground truth), `middlebury-motorcycle` (the
+real Middlebury pair from scikit-image as panning clips), or a directory of your own videos
+(`<name>_left.mp4` [+ `<name>_right.mp4`, `<name>_disparity.npy`]). Without --dataset, both
+bundled datasets are prepared. Dataset options go through --option KEY=VALUE (for all datasets)
+or --option DATASET:KEY=VALUE (for one).
+
+Protocols: `paper` (16 frames at 5 fps, 512x512, 11x11 hole-mask closing), `quick` (8 frames,
+256x256, 5x5 closing; the default for the bundled data) and `native` (no resampling). Warps:
+`shared` (the suite's sub-pixel z-buffered splat, default) or a method's official rule
+(`m2svid`, `stereocrafter`, `svg`).
+
+Examples:
+  stereobench prepare                                           # both bundled datasets, quick
+  stereobench prepare --dataset middlebury-motorcycle --protocol paper
+  stereobench prepare --dataset synthetic --option num_clips=8 --option size=256 --clips 4
+  stereobench prepare --dataset synthetic --warp m2svid --preview /tmp/previews
+  stereobench prepare --dataset ~/videos/stereo_pairs --protocol paper --cache /data/sb-cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import StereobenchError
+
+WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
+DEFAULT_PREVIEW_ROOT = Path("results") / "previews"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", "-d", action="append", metavar="NAME",
+                        help="dataset name or directory of videos; repeat for several "
+                             "(default: synthetic and middlebury-motorcycle)")
+    parser.add_argument("--protocol", "-p", metavar="NAME",
+                        help="clip protocol: paper, quick or native (default: the dataset's own, quick for the "
+                             "bundled data)")
+    parser.add_argument("--warp", "-w", default="shared", metavar="NAME",
+                        help=f"forward warp: {', '.join(WARP_NAMES)} (default: shared)")
+    parser.add_argument("--clips", "-n", type=int, metavar="N", help="prepare only the first N clips of each dataset")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="[DATASET:]KEY=VALUE",
+                        help="dataset option, e.g. size=256 or synthetic:num_clips=8; repeatable")
+    parser.add_argument("--cache", metavar="DIR",
+                        help="cache directory (default: $STEREOBENCH_CACHE or the suite's default)")
+    parser.add_argument("--preview", metavar="DIR",
+                        help="preview directory (default: results/previews/<dataset>/); one folder per dataset "
+                             "is made inside it when several datasets are given")
+    parser.add_argument("--no-preview", action="store_true", help="only build the cache, write no preview")
+    parser.add_argument("--preview-frame", type=int, default=None, metavar="K",
+                        help="frame shown in the PNG preview (default: the middle frame)")
+
+
+# --------------------------------------------------------------------------------------------
+# Preview: four labelled panels side by side.
+
+
+def _label_strip(labels: list[str], panel_width: int, height: int) -> torch.Tensor:
+    """float32 (3, height, len(labels) * panel_width): white text on dark grey."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (panel_width * len(labels), height), (32, 32, 32))
+    draw = ImageDraw.Draw(strip)
+    try:
+        font = ImageFont.load_default(size=max(10, int(height * 0.6)))
+    except TypeError:  # older Pillow without sizes
+        font = ImageFont.load_default()
+    for i, text in enumerate(labels):
+        draw.text((i * panel_width + 6, max(1, height // 8)), text, fill=(255, 255, 255), font=font)
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def preview_panels(inp, gt_right: torch.Tensor | None) -> torch.Tensor:
+    """Left | warped | hole mask | GT right, with a label strip on top: float32 (T, 3, H', 4W).
+
+    The hole mask is white where the warp left a hole; without a ground-truth right view the last
+    panel is grey.
+    """
+    t, _, h, w = inp.left.shape
+    mask = inp.mask.to(torch.float32).expand(t, 3, h, w)
+    right = gt_right if gt_right is not None else torch.full_like(inp.left, 0.5)
+    body = torch.cat([inp.left, inp.warped, mask, right.to(inp.left.dtype)], dim=3).clamp(0, 1).cpu()
+    labels = ["left", f"warped ({inp.params.get('warp', 'shared')})", "hole mask",
+              "GT right" if gt_right is not None else "no GT right"]
+    strip_h = max(12, h // 12)
+    strip = _label_strip(labels, w, strip_h)
+    return torch.cat([strip.unsqueeze(0).expand(t, -1, -1, -1), body], dim=2)
+
+
+def write_preview(inp, gt_right: torch.Tensor | None, folder: Path, name: str, frame: int | None = None) -> tuple[Path, Path]:
+    """Write ``<folder>/<name>.png`` (one frame) and ``<folder>/<name>.mp4`` (all frames)."""
+    import numpy as np
+    from PIL import Image
+
+    from benchmark.stereo.video_io import write_video
+
+    panels = preview_panels(inp, gt_right)
+    folder.mkdir(parents=True, exist_ok=True)
+    k = panels.shape[0] // 2 if frame is None else max(0, min(int(frame), panels.shape[0] - 1))
+    png = folder / f"{name}.png"
+    tmp = folder / f".{name}.png.tmp"
+    image = (panels[k].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(png)
+    mp4 = write_video(folder / f"{name}.mp4", panels, fps=float(inp.fps))
+    return png, Path(mp4)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _split_options(pairs: list[str], dataset_names: list[str]) -> dict[str, dict]:
+    """``[DATASET:]KEY=VALUE`` pairs -> options per dataset name."""
+    from benchmark.datasets import parse_options
+
+    per_dataset: dict[str, list[str]] = {name: [] for name in dataset_names}
+    for pair in pairs:
+        head, sep, rest = pair.partition(":")
+        if sep and "=" not in head:
+            if head not in per_dataset:
+                raise StereobenchError(f"option {pair!r} names dataset {head!r}, which is not among --dataset "
+                                       f"{', '.join(dataset_names)}")
+            per_dataset[head].append(rest)
+        else:
+            for name in dataset_names:
+                per_dataset[name].append(pair)
+    return {name: parse_options(pairs) for name, pairs in per_dataset.items()}
+
+
+def _clip_name(clip_id: str) -> str:
+    """File-system-safe name of a clip for preview files."""
+    name = clip_id.split("/", 1)[-1]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from benchmark.datasets import BUNDLED, get_dataset
+    from benchmark.stereo.cache import StereoInputCache
+    from benchmark.stereo.protocol import get_protocol
+
+    dataset_names = list(args.dataset or BUNDLED)
+    if args.warp not in WARP_NAMES:
+        from benchmark.errors import did_you_mean
+        raise did_you_mean(args.warp, WARP_NAMES, "warp")
+    if args.clips is not None and args.clips < 1:
+        raise StereobenchError(f"--clips must be at least 1, got {args.clips}")
+    options = _split_options(args.option, dataset_names)
+
+    # Validate everything (names, options, protocol) before any work, so bad input costs nothing.
+    datasets, protocols = [], []
+    for name in dataset_names:
+        dataset = get_dataset(name, **options[name])
+        datasets.append(dataset)
+        protocols.append(get_protocol(args.protocol or dataset.spec.default_protocol))
+
+    cache = StereoInputCache(root=args.cache)
+    summary = []
+    for dataset, protocol in zip(datasets, protocols):
+        spec = dataset.spec
+        names = dataset.clip_names()[: args.clips]
+        if args.no_preview:
+            preview_dir = None
+        elif args.preview:
+            preview_dir = Path(args.preview) / spec.name if len(datasets) > 1 else Path(args.preview)
+        else:
+            preview_dir = DEFAULT_PREVIEW_ROOT / spec.name
+        hits, hole_fractions, started = 0, [], time.perf_counter()
+        bar = tqdm(names, desc=f"prepare {spec.name} [{protocol.name}, {args.warp} warp]", unit="clip")
+        for clip_name in bar:
+            identity = {"dataset": spec.name, "revision": spec.revision, "clip": clip_name}
+            was_cached = _is_cached(cache, identity, protocol, args.warp)
+            inp, gt_right = cache.get_or_build(lambda n=clip_name: dataset.load_clip(n), identity, protocol,
+                                               warp=args.warp)
+            hits += int(was_cached)
+            hole_fractions.append(float(inp.mask.float().mean()))
+            if preview_dir is not None:
+                write_preview(inp, gt_right, preview_dir, _clip_name(inp.clip_id), args.preview_frame)
+            bar.set_postfix(holes=f"{hole_fractions[-1]:.1%}", cached=hits)
+        summary.append((spec.name, protocol.name, len(names), hits, hole_fractions, preview_dir,
+                        time.perf_counter() - started))
+
+    print()
+    print(f"{'dataset':<24} {'protocol':<10} {'clips':>5} {'cached':>6} {'holes':>7} {'time':>7}  preview")
+    for name, protocol_name, n, hits, holes, preview_dir, seconds in summary:
+        mean_holes = sum(holes) / len(holes) if holes else 0.0
+        print(f"{name:<24} {protocol_name:<10} {n:>5} {hits:>6} {mean_holes:>7.1%} {seconds:>6.1f}s  "
+              f"{preview_dir if preview_dir is not None else '-'}")
+    print(f"cache: {getattr(cache, 'root', args.cache)}")
+    return 0
+
+
+def _is_cached(cache, identity: dict, protocol, warp: str) -> bool:
+    """Whether the cache already holds this entry (before building it)."""
+    for attr in ("contains", "has", "exists"):
+        fn = getattr(cache, attr, None)
+        if callable(fn):
+            try:
+                return bool(fn(identity, protocol, warp=warp))
+            except TypeError:
+                continue
+    return False
