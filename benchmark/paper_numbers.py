@@ -35,7 +35,8 @@ class PaperNumber:
     ``method`` is the suite's registry name where one exists (``m2svid``) or a descriptive name
     (``svg``, ``stereocrafter-25``, ``stereocrafter-1``); ``display_name`` is the paper's label;
     ``metric`` a METRIC_SPECS key or a timing metric name; ``region``/``protocol`` say where it
-    maps in the results table; ``source`` cites the table; ``setting`` what it was measured on.
+    maps in the results table; ``source`` cites the paper and table (the last "Table N" in it is
+    :attr:`table`); ``setting`` what it was measured on.
     """
 
     method: str
@@ -47,6 +48,14 @@ class PaperNumber:
     setting: str
     region: str = "full"
     protocol: str = "paper"
+
+    @property
+    def table(self) -> str:
+        """The paper's table the number comes from, e.g. ``"Table 1"``."""
+        import re
+
+        found = re.findall(r"Table \d+", self.source)
+        return found[-1] if found else self.source
 
 
 _STEREO4D_SETTING = "Stereo4D test set, A100"
@@ -84,7 +93,7 @@ def _build() -> tuple[PaperNumber, ...]:
         numbers += _quality(method, label, "stereo4d", psnr, msssim, lpips_vgg,
                             f"{PAPER}, Table 1", _STEREO4D_SETTING)
         numbers.append(PaperNumber(method, label, "stereo4d", "time_refine_s", _TABLE2_LATENCY_S[method],
-                                   f"{PAPER}, Table 2 (latency, refinement step, A100, 512x512, 16 frames)",
+                                   f"{PAPER}, latency column of Table 2 (refinement step, A100, 512x512, 16 frames)",
                                    _STEREO4D_SETTING, region="n/a", protocol="n/a"))
     label, psnr, msssim, lpips_vgg = _TABLE4_STEREO4D_NO_FULL_ATTENTION
     numbers += _quality("m2svid-no-full-attention", label, "stereo4d", psnr, msssim, lpips_vgg,

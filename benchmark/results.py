@@ -99,9 +99,9 @@ def timing_spec(name: str) -> MetricSpec:
             f"{', '.join(sorted(TIMING_SPECS))}")
     phase = match["phase"]
     if match["per_frame"]:
-        return MetricSpec(name, f"{phase} s/frame", False, (0.0, None), "s",
+        return MetricSpec(name, f"{phase} time per frame", False, (0.0, None), "s",
                           f"wall time of the {phase} phase per frame (after warm-up, device synchronised)")
-    return MetricSpec(name, f"{phase} s/clip", False, (0.0, None), "s",
+    return MetricSpec(name, f"{phase} time per clip", False, (0.0, None), "s",
                       f"wall time of the {phase} phase for one clip (after warm-up, device synchronised)")
 
 
