@@ -40,6 +40,7 @@ from benchmark.errors import StereobenchError
 
 WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
 DEFAULT_PREVIEW_ROOT = Path("results") / "previews"
+PANEL_GAP = 4  # pixels between preview panels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,19 +86,22 @@ def _label_strip(labels: list[str], panel_width: int, height: int) -> torch.Tens
 
 
 def preview_panels(inp, gt_right: torch.Tensor | None) -> torch.Tensor:
-    """Left | warped | hole mask | GT right, with a label strip on top: float32 (T, 3, H', 4W).
+    """Left | warped | hole mask | GT right, with a label strip on top: float32 (T, 3, H', 4W + 3 gaps).
 
     The hole mask is white where the warp left a hole; without a ground-truth right view the last
     panel is grey.
     """
     t, _, h, w = inp.left.shape
-    mask = inp.mask.to(torch.float32).expand(t, 3, h, w)
-    right = gt_right if gt_right is not None else torch.full_like(inp.left, 0.5)
-    body = torch.cat([inp.left, inp.warped, mask, right.to(inp.left.dtype)], dim=3).clamp(0, 1).cpu()
+    left = inp.left.detach().float().cpu()
+    mask = inp.mask.detach().cpu().to(torch.float32).expand(t, 3, h, w)
+    right = gt_right.detach().float().cpu() if gt_right is not None else torch.full_like(left, 0.5)
+    gap = torch.full((t, 3, h, PANEL_GAP), 0.25)  # keeps a white mask edge apart from the next panel
+    panels = [left, inp.warped.detach().float().cpu(), mask, right]
+    body = torch.cat([p for panel in panels for p in (panel, gap)][:-1], dim=3).clamp(0, 1)
     labels = ["left", f"warped ({inp.params.get('warp', 'shared')})", "hole mask",
               "GT right" if gt_right is not None else "no GT right"]
     strip_h = max(12, h // 12)
-    strip = _label_strip(labels, w, strip_h)
+    strip = _label_strip(labels, w + PANEL_GAP, strip_h)[:, :, : body.shape[-1]]
     return torch.cat([strip.unsqueeze(0).expand(t, -1, -1, -1), body], dim=2)
 
 

@@ -1,0 +1,101 @@
+"""Dataset registry, option parsing and the folder dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.datasets import BUNDLED, DATASETS, dataset_names, get_dataset, parse_options
+from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.errors import StereobenchError
+
+
+def test_registry_lists_working_names_only():
+    names = dataset_names()
+    assert {"synthetic", "middlebury-motorcycle", "folder"} <= set(names)
+    assert "stereo4d" not in names and "ego4d" not in names  # not registered until they work
+    assert set(BUNDLED) <= set(names)
+
+
+def test_unknown_dataset_did_you_mean():
+    with pytest.raises(StereobenchError, match="Did you mean 'middlebury-motorcycle'"):
+        get_dataset("middlebury-motorcyle")
+    with pytest.raises(StereobenchError, match="unknown dataset 'xyz'"):
+        get_dataset("xyz")
+
+
+def test_unknown_option_names_accepted_ones():
+    with pytest.raises(StereobenchError, match="num_clips"):
+        get_dataset("synthetic", colour="red")
+
+
+@pytest.mark.parametrize("name, options", [("synthetic", {"num_clips": 2, "size": 32, "num_frames": 3}),
+                                           ("middlebury-motorcycle", {"num_frames": 2})])
+def test_every_bundled_dataset_follows_the_protocol(name, options):
+    dataset = get_dataset(name, **options)
+    assert isinstance(dataset.spec, DatasetSpec) and dataset.spec.name == name and dataset.spec.revision
+    names = dataset.clip_names()
+    assert names and all(isinstance(n, str) for n in names)
+    clip = dataset.load_clip(names[0])
+    assert isinstance(clip, Clip) and clip.clip_id == f"{name}/{names[0]}"
+    t, c, h, w = clip.left.shape
+    assert c == 3 and clip.left.dtype == torch.float32 and 0 <= clip.left.min() and clip.left.max() <= 1
+    assert clip.right.shape == clip.left.shape
+    assert clip.disparity.shape == (t, 1, h, w) and clip.disparity.dtype == torch.float32
+    assert not torch.isinf(clip.disparity).any()  # invalid is NaN, never inf
+
+
+def test_parse_options_types():
+    assert parse_options(["size=256x128", "seed=3", "fps=2.5", "integer_disparity=false", "root=a=b"]) == {
+        "size": "256x128", "seed": 3, "fps": 2.5, "integer_disparity": False, "root": "a=b"}
+    with pytest.raises(StereobenchError, match="KEY=VALUE"):
+        parse_options(["size"])
+
+
+def test_plugin_registration_without_editing_the_suite():
+    DATASETS.register("tiny-test-data", "benchmark.datasets.synthetic:SyntheticDataset")
+    try:
+        assert get_dataset("tiny-test-data", num_clips=1, size=16, num_frames=1).clip_names() == ["scene-000"]
+    finally:
+        DATASETS._paths.pop("tiny-test-data", None)
+        DATASETS._cache.pop("tiny-test-data", None)
+
+
+def _write_frames(folder, video):
+    from benchmark.stereo.video_io import write_frames
+    write_frames(folder, video)
+
+
+def test_folder_dataset_pairs_left_only_and_disparity(tmp_path):
+    rng = torch.Generator().manual_seed(0)
+    left = torch.rand((3, 3, 16, 24), generator=rng)
+    right = torch.rand((3, 3, 16, 24), generator=rng)
+    _write_frames(tmp_path / "street_left", left)
+    _write_frames(tmp_path / "street_right", right)
+    disparity = np.full((3, 16, 24), 2.0, dtype=np.float32)
+    disparity[0, 0, 0] = np.inf
+    np.save(tmp_path / "street_disparity.npy", disparity)
+    _write_frames(tmp_path / "beach", left[:2])
+    dataset = get_dataset(str(tmp_path))  # a directory path selects the folder dataset
+    assert dataset.clip_names() == ["beach", "street"]
+    street = dataset.load_clip("street")
+    assert street.clip_id == f"folder-{tmp_path.name}/street"
+    # PNG frames are lossless at 8 bits.
+    assert torch.allclose(street.left, (left * 255).round() / 255, atol=1e-6)
+    assert torch.allclose(street.right, (right * 255).round() / 255, atol=1e-6)
+    assert street.disparity.shape == (3, 1, 16, 24) and torch.isnan(street.disparity[0, 0, 0, 0])
+    beach = dataset.load_clip("beach")
+    assert beach.right is None and beach.disparity is None and beach.num_frames == 2
+    assert not dataset.spec.has_ground_truth  # one clip lacks a right view
+
+
+def test_folder_dataset_bad_input(tmp_path):
+    with pytest.raises(StereobenchError, match="does not exist"):
+        get_dataset("folder", root=str(tmp_path / "missing"))
+    with pytest.raises(StereobenchError, match="holds no videos"):
+        get_dataset("folder", root=str(tmp_path))
+    _write_frames(tmp_path / "a_left", torch.rand(2, 3, 8, 8))
+    np.save(tmp_path / "a_disparity.npy", np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(StereobenchError, match="a_disparity.npy has shape"):
+        get_dataset("folder", root=str(tmp_path)).load_clip("a")
