@@ -1,0 +1,375 @@
+"""Statistics of ranking studies (the paper's Table 2 and the tests it lacked).
+
+The unit of data is a *ranking*: one participant ranks k methods on one video. Rankings are
+not independent (the same participant ranks many videos, the same video is ranked by many
+participants), so:
+
+* Friedman, Conover and Wilcoxon tests run on **collapsed** data: each method's mean mid-rank
+  per participant (blocks = participants) and, separately, per video (blocks = videos);
+* the within-ranking permutation test permutes method labels inside each ranking, which is
+  exact under the null that the methods are exchangeable in every ranking;
+* confidence intervals come from a **crossed bootstrap**: participants and videos are
+  resampled independently with replacement and a ranking enters with weight
+  (times its participant was drawn) x (times its video was drawn).
+
+All heavy work is vectorised NumPy on a (resamples, rankings, methods) layout and seeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from benchmark.errors import StereobenchError
+from study_app.analysis.schema import empty_exclusions
+
+INCOMPLETE_POLICIES = ("error", "drop-trials", "drop-methods")
+
+
+@dataclass
+class RankingMatrix:
+    """Main-trial rankings in wide form.
+
+    ``given``: float64 (N, k) ranks as the participants gave them; ``mid``: float64 (N, k)
+    mid-ranks (ties get the average of the positions they span, rows sum to k(k+1)/2);
+    ``participant`` / ``video``: int64 (N,) codes into ``participants`` / ``videos``;
+    ``trials``: DataFrame (N rows) with participant, trial, video.
+    """
+
+    methods: list[str]
+    given: np.ndarray
+    mid: np.ndarray
+    participant: np.ndarray
+    video: np.ndarray
+    participants: list[str]
+    videos: list[str]
+    trials: pd.DataFrame
+    exclusions: pd.DataFrame = field(default_factory=empty_exclusions)
+
+    @property
+    def n(self) -> int:
+        return self.given.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.given.shape[1]
+
+    @property
+    def best(self) -> np.ndarray:
+        """bool (N, k): the method was (one of those) ranked 1 in the ranking."""
+        return self.given == self.given.min(axis=1, keepdims=True)
+
+
+def midranks(ranks: np.ndarray) -> np.ndarray:
+    """Mid-ranks along the last axis (ties share the mean of their positions), float64."""
+    return stats.rankdata(ranks, axis=-1, method="average")
+
+
+def ranking_matrix(table: pd.DataFrame, methods: list[str] | None = None, incomplete: str = "error") -> RankingMatrix:
+    """Build the wide matrix of the ``main`` trials of a validated rankings table.
+
+    ``methods``: restrict (and order) the analysis to these methods; other methods are removed
+    from each trial and the remaining ranks re-ranked (competition ranks among the rest).
+    ``incomplete``: what to do with trials that lack one of the analysed methods: ``error``
+    (default, names the method and how many trials have it), ``drop-trials`` (remove those
+    trials, each logged) or ``drop-methods`` (analyse only methods present in every trial,
+    each removed method logged).
+    """
+    if incomplete not in INCOMPLETE_POLICIES:
+        raise StereobenchError(f"--incomplete must be one of {', '.join(INCOMPLETE_POLICIES)}, not {incomplete!r}")
+    main = table[table["trial_kind"] == "main"]
+    if main.empty:
+        raise StereobenchError("the rankings table has no main trials (trial_kind == 'main'); nothing to analyse")
+    all_methods = list(dict.fromkeys(main["method"].tolist()))
+    log_rows = []
+    if methods:
+        unknown = [m for m in methods if m not in all_methods]
+        if unknown:
+            from benchmark.errors import did_you_mean
+            raise did_you_mean(unknown[0], all_methods, "method")
+        main = main[main["method"].isin(methods)]
+    else:
+        methods = all_methods
+    wide = main.pivot(index=["participant", "trial"], columns="method", values="rank")
+    video = main.groupby(["participant", "trial"])["video"].first()
+    wide = wide.reindex(columns=methods)
+    present = wide.notna()
+    counts = present.sum()
+    n_trials = len(wide)
+    missing_methods = [m for m in methods if counts[m] < n_trials]
+    if missing_methods:
+        desc = ", ".join(f"{m!r} in {int(counts[m])} of {n_trials} trials" for m in missing_methods)
+        if incomplete == "error":
+            raise StereobenchError(
+                f"not every main trial ranks the same methods: {desc}. Pass --incomplete drop-trials (keep only trials "
+                f"with all methods) or --incomplete drop-methods (analyse only methods in every trial), or --methods")
+        if incomplete == "drop-methods":
+            keep = [m for m in methods if m not in missing_methods]
+            if len(keep) < 2:
+                raise StereobenchError(f"fewer than two methods appear in every main trial ({desc}); use --incomplete drop-trials")
+            for m in missing_methods:
+                log_rows.append({"table": "rankings", "participant": "(all)", "trial": pd.NA,
+                                 "reason": f"method {m!r} removed from the analysis: present in only {int(counts[m])} of {n_trials} main trials"})
+            wide = wide[keep]
+            methods = keep
+        else:
+            incomplete_rows = ~present.all(axis=1)
+            for (part, trial) in wide.index[incomplete_rows]:
+                lacking = [m for m in methods if pd.isna(wide.at[(part, trial), m])]
+                log_rows.append({"table": "rankings", "participant": str(part), "trial": int(trial),
+                                 "reason": f"trial dropped: lacks method(s) {', '.join(lacking)}"})
+            wide = wide[~incomplete_rows]
+            video = video[wide.index]
+    if wide.empty:
+        raise StereobenchError("no main trial ranks all analysed methods; check --methods / --incomplete")
+    given = wide.to_numpy(dtype=float)
+    # Re-rank so that ranks are consistent after methods were removed (competition ranks).
+    given = 1.0 + (given[:, None, :] < given[:, :, None]).sum(axis=-1)
+    trials = wide.index.to_frame(index=False)
+    trials["video"] = video.loc[wide.index].to_numpy()
+    p_codes, participants = pd.factorize(trials["participant"], sort=True)
+    v_codes, videos = pd.factorize(trials["video"], sort=True)
+    log = pd.DataFrame(log_rows) if log_rows else empty_exclusions()
+    return RankingMatrix(methods=list(methods), given=given, mid=midranks(given), participant=p_codes.astype(np.int64),
+                         video=v_codes.astype(np.int64), participants=[str(p) for p in participants],
+                         videos=[str(v) for v in videos], trials=trials, exclusions=log)
+
+
+# ----------------------------------------------------------------------------- Friedman family
+
+def friedman(blocks: np.ndarray) -> dict:
+    """Friedman test with tie correction on (..., n_blocks, k) data (any leading batch axes).
+
+    Values are ranked within each block (mid-ranks). Returns dict of arrays: ``statistic``
+    (chi-square, tie-corrected), ``df`` (k - 1), ``pvalue``, ``kendall_w`` = chi2 / (n (k - 1)).
+    Equal to :func:`scipy.stats.friedmanchisquare` on the same blocks.
+    """
+    blocks = np.asarray(blocks, dtype=float)
+    n, k = blocks.shape[-2:]
+    r = midranks(blocks)
+    col_sums = r.sum(axis=-2)
+    chi2 = 12.0 / (n * k * (k + 1)) * (col_sums ** 2).sum(axis=-1) - 3.0 * n * (k + 1)
+    # Tie correction: sum over tie groups of t^3 - t equals the sum over elements of t^2 - 1.
+    tie_size = (r[..., :, None] == r[..., None, :]).sum(axis=-1)
+    ties = (tie_size.astype(float) ** 2 - 1.0).sum(axis=(-2, -1))
+    correction = 1.0 - ties / (n * (k ** 3 - k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2 = np.where(correction > 0, chi2 / correction, np.nan)
+    return {"statistic": chi2, "df": k - 1, "pvalue": stats.chi2.sf(chi2, k - 1), "kendall_w": chi2 / (n * (k - 1)),
+            "n_blocks": n}
+
+
+def collapse(rm: RankingMatrix, by: str) -> pd.DataFrame:
+    """Mean mid-rank of each method per participant (``by="participant"``) or per video."""
+    codes, names = (rm.participant, rm.participants) if by == "participant" else (rm.video, rm.videos)
+    sums = np.zeros((len(names), rm.k))
+    np.add.at(sums, codes, rm.mid)
+    counts = np.bincount(codes, minlength=len(names))[:, None]
+    return pd.DataFrame(sums / counts, index=pd.Index(names, name=by), columns=rm.methods)
+
+
+def permutation_test(rm: RankingMatrix, n_resamples: int = 9999, seed: int = 0, chunk: int = 500) -> dict:
+    """Within-ranking permutation test of "all methods are exchangeable".
+
+    Statistic: sum over methods of (mean mid-rank - (k+1)/2)^2 over all rankings (Friedman's
+    statistic up to a constant). Each resample permutes the method labels independently inside
+    every ranking (ties move with their values). p = (1 + #{T* >= T}) / (1 + resamples).
+    """
+    rng = np.random.default_rng(seed)
+    centre = (rm.k + 1) / 2.0
+
+    def stat(mid):  # (..., N, k)
+        return ((mid.mean(axis=-2) - centre) ** 2).sum(axis=-1)
+
+    observed = float(stat(rm.mid))
+    exceed = 0
+    done = 0
+    while done < n_resamples:
+        b = min(chunk, n_resamples - done)
+        perm = np.argsort(rng.random((b, rm.n, rm.k)), axis=-1)
+        shuffled = np.take_along_axis(np.broadcast_to(rm.mid, (b, rm.n, rm.k)), perm, axis=-1)
+        exceed += int((stat(shuffled) >= observed - 1e-12).sum())
+        done += b
+    return {"statistic": observed, "pvalue": (1 + exceed) / (1 + n_resamples), "n_resamples": n_resamples}
+
+
+def posthoc_conover(collapsed: pd.DataFrame) -> pd.DataFrame:
+    """Conover-Friedman post hoc (tie-corrected) on collapsed blocks, Holm-adjusted p-values."""
+    import scikit_posthocs as sp
+
+    return sp.posthoc_conover_friedman(collapsed.to_numpy(), p_adjust="holm").set_axis(
+        collapsed.columns, axis=0).set_axis(collapsed.columns, axis=1)
+
+
+def posthoc_wilcoxon(collapsed: pd.DataFrame, zero_method: str = "pratt", method: str = "auto") -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank test for every pair of methods on collapsed blocks, Holm.
+
+    ``zero_method='pratt'`` keeps tied blocks in the ranking (scipy's default 'wilcox' drops
+    them). ``method`` is scipy's: 'auto' is exact (a permutation over sign flips) for small
+    samples with ties, which takes about a second per pair; 'approx' is the normal approximation.
+    Returns one row per pair: method_1, method_2, mean difference, W, p, p_holm.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    rows = []
+    cols = list(collapsed.columns)
+    for i, a in enumerate(cols):
+        for b in cols[i + 1:]:
+            d = collapsed[a].to_numpy() - collapsed[b].to_numpy()
+            if np.allclose(d, 0):
+                w, p = 0.0, 1.0
+            else:
+                res = stats.wilcoxon(collapsed[a], collapsed[b], zero_method=zero_method, method=method)
+                w, p = float(res.statistic), float(res.pvalue)
+            rows.append({"method_1": a, "method_2": b, "mean_rank_difference": float(d.mean()), "W": w, "p": p})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = multipletests(out["p"].to_numpy(), method="holm")[1] if len(out) else []
+    return out
+
+
+def chosen_best_tests(rm: RankingMatrix) -> tuple[dict, pd.DataFrame]:
+    """Cochran's Q over methods and exact McNemar per pair (Holm) on "chosen best" (rank 1).
+
+    Both treat rankings as independent blocks; the crossed bootstrap intervals of the shares are
+    the cluster-aware complement.
+    """
+    from statsmodels.stats.contingency_tables import cochrans_q, mcnemar
+    from statsmodels.stats.multitest import multipletests
+
+    best = rm.best.astype(int)
+    q = cochrans_q(best)
+    rows = []
+    for i, a in enumerate(rm.methods):
+        for j in range(i + 1, rm.k):
+            b = rm.methods[j]
+            n10 = int(((best[:, i] == 1) & (best[:, j] == 0)).sum())
+            n01 = int(((best[:, i] == 0) & (best[:, j] == 1)).sum())
+            n11 = int(((best[:, i] == 1) & (best[:, j] == 1)).sum())
+            n00 = rm.n - n10 - n01 - n11
+            res = mcnemar(np.array([[n11, n10], [n01, n00]]), exact=True)
+            rows.append({"method_1": a, "method_2": b, "only_1_best": n10, "only_2_best": n01, "both_best": n11,
+                         "p": float(res.pvalue)})
+    pairs = pd.DataFrame(rows)
+    pairs["p_holm"] = multipletests(pairs["p"].to_numpy(), method="holm")[1]
+    return {"statistic": float(q.statistic), "df": int(q.df), "pvalue": float(q.pvalue)}, pairs
+
+
+# ----------------------------------------------------------------------------- crossed bootstrap
+
+def crossed_weights(participant: np.ndarray, video: np.ndarray, n_participants: int, n_videos: int,
+                    n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Weights (n_boot, N) of a crossed bootstrap: participants and videos resampled independently.
+
+    A unit (ranking/comparison) of participant p on video v gets weight c_p * c_v where c are
+    the multinomial draw counts. Resamples whose weights are all zero (possible with sparse
+    designs) are returned as all-zero rows; callers drop them.
+    """
+    cp = rng.multinomial(n_participants, np.full(n_participants, 1.0 / n_participants), size=n_boot)
+    cv = rng.multinomial(n_videos, np.full(n_videos, 1.0 / n_videos), size=n_boot)
+    return (cp[:, participant] * cv[:, video]).astype(float)
+
+
+def _ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    a = (1 - level) / 2
+    return np.nanquantile(samples, a, axis=0), np.nanquantile(samples, 1 - a, axis=0)
+
+
+def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """The paper's Table 2 with intervals: one row per method, sorted by average rank.
+
+    Columns: method, n_rankings, average_rank (as given) with ci_low/ci_high, average_midrank
+    with CI, chosen_best (count, ties count for every tied method), chosen_best_share with CI,
+    best_ratio_vs_top (the top method's chosen-best count divided by this method's) with CI,
+    and the rank distribution count_rank_1..count_rank_k (given ranks).
+    """
+    rng = np.random.default_rng(seed)
+    w = crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng)
+    w = w[w.sum(axis=1) > 0]
+    tot = w.sum(axis=1, keepdims=True)
+    best = rm.best.astype(float)
+    boot_given = (w @ rm.given) / tot
+    boot_mid = (w @ rm.mid) / tot
+    boot_best_count = w @ best
+    boot_share = boot_best_count / tot
+    avg_given = rm.given.mean(axis=0)
+    order = np.argsort(avg_given, kind="stable")
+    top = order[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot_ratio = boot_best_count[:, [top]] / boot_best_count
+        boot_ratio[~np.isfinite(boot_ratio)] = np.nan
+    lo_g, hi_g = _ci(boot_given, level)
+    lo_m, hi_m = _ci(boot_mid, level)
+    lo_s, hi_s = _ci(boot_share, level)
+    lo_r, hi_r = _ci(boot_ratio, level)
+    counts = best.sum(axis=0)
+    rows = []
+    for j in order:
+        row = {
+            "method": rm.methods[j], "n_rankings": rm.n,
+            "average_rank": avg_given[j], "average_rank_ci_low": lo_g[j], "average_rank_ci_high": hi_g[j],
+            "average_midrank": rm.mid[:, j].mean(), "average_midrank_ci_low": lo_m[j], "average_midrank_ci_high": hi_m[j],
+            "chosen_best": int(counts[j]), "chosen_best_share": counts[j] / rm.n,
+            "chosen_best_share_ci_low": lo_s[j], "chosen_best_share_ci_high": hi_s[j],
+            "best_ratio_vs_top": counts[top] / counts[j] if counts[j] > 0 else np.inf,
+            "best_ratio_ci_low": lo_r[j], "best_ratio_ci_high": hi_r[j],
+        }
+        for r in range(1, rm.k + 1):
+            row[f"count_rank_{r}"] = int((rm.given[:, j] == r).sum())
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["n_boot_used"] = int(w.shape[0])
+    return out
+
+
+def bootstrap_stat(rm: RankingMatrix, statistic, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Crossed-bootstrap replicates of ``statistic(weights (B, N)) -> (B, ...)`` (vectorised)."""
+    rng = np.random.default_rng(seed)
+    w = crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng)
+    return statistic(w[w.sum(axis=1) > 0])
+
+
+@dataclass
+class RankingAnalysis:
+    """Everything the report shows about a ranking study."""
+
+    rm: RankingMatrix
+    table: pd.DataFrame
+    friedman_participant: dict
+    friedman_video: dict
+    friedman_rankings: dict
+    permutation: dict
+    conover: pd.DataFrame
+    wilcoxon: pd.DataFrame
+    cochran: dict
+    mcnemar: pd.DataFrame
+    scale: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def analyze_rankings(rm: RankingMatrix, n_boot: int = 2000, n_perm: int = 9999, n_boot_model: int = 200,
+                     seed: int = 0, wilcoxon_method: str = "auto") -> RankingAnalysis:
+    """Run every ranking statistic of the report on ``rm`` (already quality-filtered)."""
+    from study_app.analysis.models import davidson_scale_with_ci
+
+    notes = []
+    by_p = collapse(rm, "participant")
+    by_v = collapse(rm, "video")
+    if len(by_p) < 2:
+        notes.append("Only one participant: the per-participant Friedman test and post hoc tests are undefined.")
+    fr_p = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in friedman(by_p.to_numpy()).items()}
+    fr_v = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in friedman(by_v.to_numpy()).items()}
+    fr_r = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in friedman(rm.mid).items()}
+    perm = permutation_test(rm, n_resamples=n_perm, seed=seed)
+    if len(by_p) >= 3:
+        conover = posthoc_conover(by_p)
+        wil = posthoc_wilcoxon(by_p, method=wilcoxon_method)
+    else:
+        conover = pd.DataFrame(np.nan, index=rm.methods, columns=rm.methods)
+        wil = pd.DataFrame(columns=["method_1", "method_2", "mean_rank_difference", "W", "p", "p_holm"])
+    cq, mcn = chosen_best_tests(rm)
+    table = summary(rm, n_boot=n_boot, seed=seed)
+    scale = davidson_scale_with_ci(rm, n_boot=n_boot_model, seed=seed)
+    return RankingAnalysis(rm, table, fr_p, fr_v, fr_r, perm, conover, wil, cq, mcn, scale, notes)
