@@ -154,7 +154,8 @@ def collect_provenance(
         config: the fully resolved configuration (after defaults and overrides).
         seeds: the seeds used (an int, a list, or a dict name -> seed).
         datasets: dataset name -> revision / checksums (e.g. ``{"synthetic": {"revision": "v1"}}``).
-        protocol: the clip protocol: its name, or a dict of its parameters (frames, fps, size).
+        protocol: the clip protocol: its name, a dict of its parameters (frames, fps, size), or a
+            protocol object (``to_dict()`` or a dataclass).
         warp_mode: ``"shared"`` or ``"native"``.
         device: the device the methods run on (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
         argv: the command line (default ``sys.argv``).
@@ -162,6 +163,8 @@ def collect_provenance(
 
     Returns a dict with the keys listed in the module docstring (without ``run_id`` / ``status``).
     """
+    if protocol is not None and not isinstance(protocol, (str, dict)):
+        protocol = _jsonable(protocol)
     return {
         "results_schema_version": SCHEMA_VERSION,
         "git": git_info(repo_path),
@@ -181,6 +184,17 @@ def collect_provenance(
         "started_at": utc_now_iso(),
         "finished_at": None,
     }
+
+
+def _jsonable(obj: Any) -> Any:
+    """A protocol or spec object as plain data: ``to_dict()``, a dataclass's fields, or ``str``."""
+    import dataclasses
+
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return str(obj)
 
 
 @dataclass

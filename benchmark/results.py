@@ -549,7 +549,8 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
 
 
 def resolve_runs(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | None = None) -> list[str]:
-    """The run ids to load: all under ``root``, or ``runs`` checked to exist (did-you-mean)."""
+    """The run ids to load: all under ``root``, or ``runs`` checked to exist (a unique prefix of a
+    run id is accepted; otherwise a did-you-mean error)."""
     root = Path(root)
     available = list_runs(root)
     if not available:
@@ -557,10 +558,16 @@ def resolve_runs(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
                                "or point --results at a folder of runs")
     if not runs:
         return available
+    resolved = []
     for run_id in runs:
         if run_id not in available:
-            raise did_you_mean(run_id, available, f"run id under {root}")
-    return list(dict.fromkeys(runs))
+            # A unique prefix is enough (like git hashes): `--run 20250101-1200`.
+            matches = [r for r in available if r.startswith(run_id)]
+            if len(matches) != 1:
+                raise did_you_mean(run_id, matches or available, f"run id under {root}")
+            run_id = matches[0]
+        resolved.append(run_id)
+    return list(dict.fromkeys(resolved))
 
 
 def load_manifests(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | None = None) -> dict[str, dict]:
