@@ -4,7 +4,7 @@ Schema (every key optional; defaults shown)::
 
     run_id: null              # null: resume the newest unfinished run with the same config, else new
     out: results/runs         # where runs are written: <out>/<run_id>/
-    cache: cache/stereo_inputs  # content-hash cache of the shared stereo inputs
+    cache: null               # stereo-input cache folder (null: $STEREOBENCH_CACHE or the suite's default)
     datasets:                 # a name, or {name, options, clips}
       - name: synthetic
         options: {num_clips: 3, size: 256, num_frames: 8}   # keyword options of the dataset
@@ -96,7 +96,7 @@ class RunConfig(_Strict):
 
     run_id: str | None = None
     out: str = "results/runs"
-    cache: str = "cache/stereo_inputs"
+    cache: str | None = None
     datasets: list[DatasetEntry] = Field(default_factory=lambda: [DatasetEntry(name="synthetic")])
     methods: Literal["all"] | list[MethodEntry] = "all"
     protocol: str | dict[str, Any] = "quick"

@@ -1,0 +1,103 @@
+"""Run methods on datasets, score them, write results rows, the manifest and the leaderboard.
+
+For every clip the shared stereo input (warp + hole mask) is built once (or read from the
+content-hash cache) and the ground-truth reference is prepared once; then every method refines
+it, is scored, and all rows of that (method, clip) pair are appended in one atomic write. Methods
+whose weights are missing are reported as skipped with the exact command that provides them; a
+method that fails on a clip gets an error row for that clip and the run goes on.
+
+Examples:
+  stereobench run --config configs/embedded.yaml          # what `make benchmark` runs
+  stereobench run --dataset synthetic --method temporal-fill --method background-fill \\
+      --protocol quick --metrics psnr,msssim --clips 2
+  stereobench run --config my.yaml --save-videos          # also write videos for a user study
+  stereobench run --config my.yaml --run-id 20250101-120000-3fa9c1   # continue that run
+  stereobench run --config my.yaml --shard 0/4            # job arrays: clips[0::4]
+  torchrun --nproc_per_node 4 -m benchmark.cli run --config my.yaml   # data-parallel ranks
+
+Resume: rerunning the same command after a crash or kill (even SIGKILL) continues the newest
+unfinished run with the same configuration and skips its completed (method, clip) pairs; use
+--new to start afresh, --run-id to pick a run, --overwrite always|never|only-missing to choose
+what happens to pairs that already have results. Flags override the config file's keys.
+
+Output: results/runs/<run_id>/{manifest.json, rows*.jsonl, leaderboard/, videos/}.
+See docs/runner.md for the config schema, adding a method and sharding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from benchmark.config import RunConfig, load_config, merge_overrides
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML run configuration (see configs/embedded.yaml)")
+    parser.add_argument("--dataset", action="append", metavar="NAME",
+                        help="dataset to run (repeatable); replaces the config's datasets")
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE",
+                        help="option of every --dataset given here, e.g. size=256 num_clips=2")
+    parser.add_argument("--method", action="append", metavar="NAME",
+                        help="method to run (repeatable; 'all' = every registered method)")
+    parser.add_argument("--protocol", help="clip protocol: paper | quick | native")
+    parser.add_argument("--warp-mode", choices=["shared", "native"], help="one shared warp, or each method's own")
+    parser.add_argument("--metrics", help="comma-separated metrics, e.g. psnr,msssim,lpips_vgg")
+    parser.add_argument("--clips", type=int, metavar="N", help="only the first N clips of every dataset")
+    parser.add_argument("--save-videos", action="store_true", default=None,
+                        help="write left/warped/mask/gt and every method's output as H.264 MP4")
+    parser.add_argument("--overwrite", choices=["only-missing", "never", "always"],
+                        help="what to do with pairs that already have results (default only-missing)")
+    parser.add_argument("--run-id", help="run id to create or continue ('latest' = newest run)")
+    parser.add_argument("--new", action="store_true", help="start a new run even if an unfinished one matches")
+    parser.add_argument("--out", help="folder of runs (default results/runs)")
+    parser.add_argument("--cache", help="folder of the stereo-input cache (default: $STEREOBENCH_CACHE or the suite's)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="method weights' dtype")
+    parser.add_argument("--seed", type=int, help="seed of every method")
+    parser.add_argument("--shard", metavar="I/N", help="run only clips[I::N] (job arrays)")
+    parser.add_argument("--no-leaderboard", action="store_true", help="do not build the leaderboard at the end")
+    parser.add_argument("--title", help="leaderboard title")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """The config file (or defaults) with the command-line flags applied on top."""
+    from benchmark.datasets import parse_options
+
+    config = load_config(args.config) if args.config else RunConfig()
+    overrides: dict = {
+        "protocol": args.protocol, "warp_mode": args.warp_mode, "overwrite": args.overwrite,
+        "run_id": args.run_id, "out": args.out, "cache": args.cache, "device": args.device,
+        "dtype": args.dtype, "seed": args.seed, "save_videos": args.save_videos, "title": args.title,
+    }
+    if args.metrics:
+        overrides["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.no_leaderboard:
+        overrides["leaderboard"] = False
+    if args.method:
+        overrides["methods"] = "all" if args.method == ["all"] else list(args.method)
+    if args.dataset:
+        options = parse_options(args.option)
+        overrides["datasets"] = [{"name": name, "options": options} for name in args.dataset]
+    elif args.option:
+        from benchmark.errors import StereobenchError
+
+        raise StereobenchError("--option applies to datasets given with --dataset; put options of the "
+                               "config's datasets under 'options' in the config file")
+    merged = merge_overrides(config, overrides)
+    if args.clips is not None:
+        data = merged.to_dict()
+        for entry in data["datasets"]:
+            entry["clips"] = args.clips
+        merged = merge_overrides(merged, {"datasets": data["datasets"]})
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.runner import run_benchmark
+
+    config = build_config(args)
+    summary = run_benchmark(config, shard=args.shard, fresh=args.new, progress=not args.no_progress,
+                            argv=["stereobench", *sys.argv[1:]])
+    return 1 if summary.errors else 0
