@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
         for clip_name in bar:
             identity = {"dataset": spec.name, "revision": spec.revision, "clip": clip_name}
             was_cached = _is_cached(cache, identity, protocol, args.warp)
-            inp, gt_right = cache.get_or_build(lambda n=clip_name: dataset.load_clip(n), identity, protocol,
-                                               warp=args.warp)
+            inp, gt_right = cache.get_or_build(lambda n=clip_name: _load_with_disparity(dataset, n), identity,
+                                               protocol, warp=args.warp)
             hits += int(was_cached)
             hole_fractions.append(float(inp.mask.float().mean()))
             if preview_dir is not None:
@@ -207,6 +207,16 @@ def run(args: argparse.Namespace) -> int:
               f"{preview_dir if preview_dir is not None else '-'}")
     print(f"cache: {getattr(cache, 'root', args.cache)}")
     return 0
+
+
+def _load_with_disparity(dataset, clip_name: str):
+    """Load a clip and insist on disparity (prepare has no depth model: ground truth or a file)."""
+    clip = dataset.load_clip(clip_name)
+    if clip.disparity is None:
+        raise StereobenchError(
+            f"clip {clip.clip_id!r} has no disparity; prepare warps with ground-truth disparity, so give "
+            f"<name>_disparity.npy beside the video (depth-model disparity comes with `stereobench run`)")
+    return clip
 
 
 def _is_cached(cache, identity: dict, protocol, warp: str) -> bool:
