@@ -12,6 +12,7 @@ with values in [-1, 1]. Differences from diffusers' stock ``UNetSpatioTemporalCo
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -177,6 +178,10 @@ class M2SVidUNet(UNetSpatioTemporalConditionModel):
             state.frame_context = None
         out = hidden.reshape(batch, frames, *hidden.shape[1:])
         return (out,) if return_dict else out
+
+
+# diffusers reads the accepted config keys from the __init__ signature: expose the parent's.
+M2SVidUNet.__init__.__signature__ = inspect.signature(UNetSpatioTemporalConditionModel.__init__)
 
 
 def build_unet(config: dict[str, Any] | None = None) -> M2SVidUNet:
