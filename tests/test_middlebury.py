@@ -84,3 +84,28 @@ def test_spec_and_options():
     assert far.window_columns("pan-right")[-1] + 600 <= 741
     with pytest.raises(StereobenchError, match="pan-left"):
         ds.load_clip("pan-lft")
+
+
+def _native_warps_available() -> bool:
+    try:
+        from benchmark.stereo import warp
+    except ImportError:
+        return False
+    return hasattr(warp, "get_warp")
+
+
+@pytest.mark.skipif(not _native_warps_available(), reason="native warps (benchmark.stereo.warp.get_warp) not available")
+@pytest.mark.parametrize("protocol", ["quick", pytest.param("paper", marks=pytest.mark.slow)])
+def test_shared_warp_at_least_as_good_as_native_warps(protocol):
+    """On the real pair the shared warp predicts the real right view at least as well as every
+    method's own warp, both over each warp's own non-hole pixels and over the common ones."""
+    from benchmark.datasets.middlebury import warp_quality
+
+    rows = {row["warp"]: row for row in warp_quality("pan-right", protocol)}
+    assert set(rows) == {"shared", "m2svid", "stereocrafter", "svg"}
+    for row in rows.values():
+        assert 18.0 < row["psnr_own"] < 40.0 and 0.0 < row["hole_fraction"] < 0.5
+    best_native_own = max(rows[n]["psnr_own"] for n in ("m2svid", "stereocrafter", "svg"))
+    best_native_common = max(rows[n]["psnr_common"] for n in ("m2svid", "stereocrafter", "svg"))
+    assert rows["shared"]["psnr_own"] >= best_native_own, rows
+    assert rows["shared"]["psnr_common"] >= best_native_common, rows
