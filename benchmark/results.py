@@ -38,6 +38,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: O_APPEND single writes only
+    fcntl = None
 import logging
 import math
 import os
@@ -266,26 +271,40 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # mkstemp creates 0600; published files get the usual mode
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, fsync,
     ``os.replace``); readers see the old or the new file, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy / torch scalars and arrays become numbers and lists, paths and the rest text."""
+    if hasattr(obj, "tolist"):
+        return _json_safe(obj.tolist())
+    return str(obj)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Non-finite floats -> "nan"/"inf"/"-inf" strings (strict JSON), recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return _encode_float(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
@@ -298,6 +317,7 @@ def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -326,8 +346,8 @@ def video_path(run_dir: str | os.PathLike, dataset: str, clip: str, name: str) -
 class ResultsWriter:
     """Appends rows of one run (one process / rank) to ``<run_dir>/rows[-rank<k>].jsonl``.
 
-    Each :meth:`append` is one ``write()`` of complete lines on an ``O_APPEND`` descriptor,
-    followed by fsync: concurrent writers never interleave within a batch (on a local
+    Each :meth:`append` is one ``write()`` of complete lines on an ``O_APPEND`` descriptor under
+    an exclusive ``flock``, followed by fsync: concurrent writers never interleave within a batch (on a local
     filesystem) and a killed writer leaves at most one partial last line, which readers skip.
     Write each (method, clip) pair with one call (:meth:`write_pair`, or :meth:`append` of
     :func:`pair_rows`), so its completion marker lands with its rows or not at all.
@@ -355,6 +375,10 @@ class ResultsWriter:
             raise StereobenchError(f"cannot write results to {self.path}: {exc.strerror}; "
                                    "check permissions and free space, then rerun to resume") from exc
         try:
+            # An advisory lock makes the tail check and the write one step for every writer of
+            # this file (without it a writer could see another's batch half-way and add a blank line).
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             self._repair_tail(fd)
             written = 0
             while written < len(payload):  # a regular file write is complete unless the disk fills
@@ -444,6 +468,7 @@ def read_rows(path: str | os.PathLike, dedupe: bool = True, report: bool = True)
       dropped (their pair was cut; a resumed run rewrites it), an older batch of a pair is
       superseded by its newest complete batch, and remaining rows with the same key
       (:data:`KEY_FIELDS`) are merged, the last written winning; counts are reported.
+      With ``dedupe=False`` every complete line is returned as written (for inspection).
     """
     path = Path(path)
     if path.is_dir():
