@@ -1,0 +1,265 @@
+"""Metrics against independent references: scikit-image's PSNR, pytorch_msssim, the lpips
+package's own forward, analytic cases; protocol identities; empty regions; bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from pytorch_msssim import ms_ssim as reference_ms_ssim
+from skimage.metrics import peak_signal_noise_ratio
+
+from benchmark.errors import StereobenchError
+from benchmark.metrics import METRICS, Scorer, get_metric, score_videos
+from benchmark.metrics import functional as fn
+from benchmark.metrics.lpips_weights import FIX_COMMAND, weight_path
+from benchmark.metrics.spec import METRIC_SPECS
+
+T, H, W = 4, 176, 176  # MS-SSIM needs > 160 px
+
+
+def _pair(seed=0, t=T, h=H, w=W, noise=0.05):
+    g = torch.Generator().manual_seed(seed)
+    gt = torch.rand(t, 3, h, w, generator=g)
+    pred = (gt + noise * torch.randn(t, 3, h, w, generator=g)).clamp(0, 1)
+    return pred, gt
+
+
+def _holes(t=T, h=H, w=W):
+    mask = torch.zeros(t, 1, h, w, dtype=torch.bool)
+    mask[:, :, 40:90, 60:100] = True
+    mask[:, :, :, -12:] = True  # the strip at the right edge that leaves the frame
+    return mask
+
+
+def _value(rows, metric, region, protocol):
+    (row,) = [r for r in rows if (r["metric"], r["region"], r["protocol"]) == (metric, region, protocol)]
+    return row
+
+
+def _need_alex():
+    if not weight_path("alex").is_file():
+        pytest.skip(f"LPIPS AlexNet weights not built; run {FIX_COMMAND}")
+
+
+def test_registry_matches_declared_specs():
+    assert set(METRICS) == set(METRIC_SPECS)
+    for name, metric in METRICS.items():
+        assert metric.spec is METRIC_SPECS[name]
+    with pytest.raises(StereobenchError, match="Did you mean 'psnr'"):
+        get_metric("psnrr")
+    with pytest.raises(StereobenchError, match="Did you mean 'lpips_vgg'"):
+        Scorer(metrics=["lpips_vg"])
+
+
+def test_psnr_matches_skimage_full_and_on_region_pixels():
+    pred, gt = _pair()
+    mask = _holes()
+    expected = peak_signal_noise_ratio(gt.numpy(), pred.numpy(), data_range=1.0)
+    assert fn.psnr(pred, gt) == pytest.approx(expected, abs=1e-5)
+    # strict: PSNR over exactly the region's pixels (all channels)
+    sel = mask.expand(-1, 3, -1, -1)
+    expected_inside = peak_signal_noise_ratio(gt[sel].numpy(), pred[sel].numpy(), data_range=1.0)
+    assert fn.psnr(pred, gt, mask.float()) == pytest.approx(expected_inside, abs=1e-5)
+    # paper: whitened copies through skimage
+    wp, wg = fn.whiten_outside(pred, mask), fn.whiten_outside(gt, mask)
+    rows = score_videos(pred, gt, mask, metrics=["psnr"])
+    assert _value(rows, "psnr", "inside", "paper")["value"] == pytest.approx(
+        peak_signal_noise_ratio(wg.numpy(), wp.numpy(), data_range=1.0), abs=1e-5)
+    assert _value(rows, "psnr", "inside", "strict")["value"] == pytest.approx(expected_inside, abs=1e-5)
+    # the paper protocol inflates: the white area matches exactly
+    assert _value(rows, "psnr", "inside", "paper")["value"] > expected_inside + 5
+
+
+def test_msssim_matches_pytorch_msssim_3d_and_per_frame():
+    pred, gt = _pair(t=16, h=168, w=172)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_3d = reference_ms_ssim(gt.permute(1, 0, 2, 3)[None], pred.permute(1, 0, 2, 3)[None], data_range=1.0)
+        ref_2d = torch.stack([reference_ms_ssim(gt[t:t + 1], pred[t:t + 1], data_range=1.0) for t in range(16)]).mean()
+    ones = torch.ones(16, 1, 168, 172)
+    full_3d, strict_3d = fn.msssim_video(pred, gt, [None, ones])
+    full_2d, strict_2d = fn.msssim_frames(pred, gt, [None, ones])
+    assert full_3d == pytest.approx(float(ref_3d), abs=2e-6)
+    assert full_2d == pytest.approx(float(ref_2d), abs=2e-6)
+    # the strict (weighted-map) implementation equals pytorch_msssim on an all-ones mask
+    assert strict_3d == pytest.approx(float(ref_3d), abs=2e-6)
+    assert strict_2d == pytest.approx(float(ref_2d), abs=2e-6)
+    assert abs(full_3d - full_2d) > 1e-4  # the two MS-SSIMs are different numbers
+
+
+def test_strict_msssim_2d_leaves_out_frames_without_region():
+    pred, gt = _pair()
+    mask = torch.zeros(T, 1, H, W, dtype=torch.bool)
+    mask[:2] = True  # the region is the whole of frames 0 and 1, nothing of frames 2 and 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = reference_ms_ssim(gt[:2], pred[:2], data_range=1.0)
+    (value,) = fn.msssim_frames(pred, gt, [mask.float()])
+    assert value == pytest.approx(float(expected), abs=2e-6)
+
+
+def test_strict_equals_paper_when_mask_is_all_true():
+    _need_alex()
+    pred, gt = _pair(t=9)
+    mask = torch.ones(9, 1, H, W, dtype=torch.bool)
+    metrics = ["psnr", "msssim", "msssim_2d", "lpips_alex", "temporal_stability"]
+    rows = score_videos(pred, gt, mask, metrics=metrics, regions=("full", "inside"))
+    for metric in metrics:
+        full = _value(rows, metric, "full", "paper")["value"]
+        paper = _value(rows, metric, "inside", "paper")["value"]
+        strict = _value(rows, metric, "inside", "strict")["value"]
+        assert math.isfinite(full), metric
+        assert paper == pytest.approx(full, rel=1e-6, abs=1e-7), metric
+        assert strict == pytest.approx(paper, rel=1e-6, abs=1e-7), metric
+        assert _value(rows, metric, "full", "strict")["value"] == full
+
+
+def test_identical_videos_give_cap_one_and_zero():
+    _need_alex()
+    _, gt = _pair(t=9)
+    mask = _holes(t=9)
+    rows = score_videos(gt.clone(), gt, mask, metrics=["psnr", "msssim", "msssim_2d", "lpips_alex", "temporal_stability"])
+    for row in rows:
+        expected = {"psnr": fn.PSNR_CAP_DB, "msssim": 1.0, "msssim_2d": 1.0, "lpips_alex": 0.0,
+                    "temporal_stability": 0.0}[row["metric"]]
+        assert row["value"] == pytest.approx(expected, abs=1e-5), row
+
+
+def test_lpips_split_matches_lpips_package_forward():
+    _need_alex()
+    from benchmark.metrics.lpips_net import get_lpips_net, per_frame_distance, region_distance
+    from benchmark.metrics.lpips_weights import load_lpips
+
+    pred, gt = _pair(t=3, h=64, w=80, noise=0.2)
+    net = get_lpips_net("alex", "cpu", batch_size=2)
+    maps = net.distance_maps(pred, net.features(gt))
+    model = load_lpips("alex")
+    with torch.inference_mode():
+        expected = model(pred * 2 - 1, gt * 2 - 1).flatten()
+    torch.testing.assert_close(per_frame_distance(maps).float(), expected, rtol=1e-5, atol=1e-6)
+    # strict region covering exactly frames 0 and 2 == the package's distance averaged over them
+    region = torch.zeros(3, 1, 64, 80, dtype=torch.bool)
+    region[[0, 2]] = True
+    assert region_distance(maps, region) == pytest.approx(float(expected[[0, 2]].mean()), rel=1e-5)
+
+
+def test_empty_region_gives_nan_with_reason():
+    pred, gt = _pair()
+    no_holes = torch.zeros(T, 1, H, W, dtype=torch.bool)
+    rows = score_videos(pred, gt, no_holes, metrics=["psnr", "msssim_2d", "temporal_stability"])
+    for row in rows:
+        if row["region"] == "inside":
+            assert math.isnan(row["value"]) and "empty" in row["note"]
+        else:
+            assert math.isfinite(row["value"])
+
+
+def test_msssim_reasons_for_small_inputs():
+    pred, gt = _pair(t=4, h=64, w=64)
+    rows = score_videos(pred, gt, metrics=["msssim", "msssim_2d"])
+    assert all(math.isnan(r["value"]) for r in rows)
+    assert "160" in _value(rows, "msssim_2d", "full", "paper")["note"]
+    pred, gt = _pair(t=4)
+    rows = score_videos(pred, gt, metrics=["msssim"])
+    assert "9 frames" in rows[0]["note"]
+
+
+def test_temporal_stability_analytic():
+    g = torch.Generator().manual_seed(1)
+    gt = 0.2 + 0.4 * torch.rand(5, 3, 32, 32, generator=g)
+    ramp = 0.01 * torch.arange(5).view(5, 1, 1, 1)
+    assert fn.temporal_instability(gt + ramp, gt) == pytest.approx(0.01, abs=1e-6)
+    assert fn.temporal_instability(gt, gt) == 0.0
+    frozen = gt[:1].expand(5, -1, -1, -1)  # a frozen prediction misses every change of the GT
+    expected = (gt[1:] - gt[:-1]).abs().mean().item()
+    assert fn.temporal_instability(frozen, gt) == pytest.approx(expected, rel=1e-5)
+    assert math.isnan(fn.temporal_instability(gt[:1], gt[:1]))
+
+
+def _stereo_scene(t=2, h=24, w=64):
+    g = torch.Generator().manual_seed(2)
+    left = torch.rand(t, 3, h, w, generator=g)
+    disparity = torch.full((t, 1, h, w), 2.0)
+    disparity[..., 20:30] = 6.0  # a near block
+    # Ground-truth right view by z-buffered forward warp: x_R = x_L - d, nearer wins.
+    right = torch.zeros_like(left)
+    depth = torch.full((t, 1, h, w), -1.0)
+    for x in range(w):
+        d = disparity[..., x:x + 1]
+        xr = x - int(d[0, 0, 0, 0])
+        if 0 <= xr < w:
+            nearer = d > depth[..., xr:xr + 1]
+            right[..., xr:xr + 1] = torch.where(nearer, left[..., x:x + 1], right[..., xr:xr + 1])
+            depth[..., xr:xr + 1] = torch.where(nearer, d, depth[..., xr:xr + 1])
+    return left, right, disparity
+
+
+def test_occlusion_test_marks_background_hidden_behind_the_block():
+    _, _, disparity = _stereo_scene()
+    visible = fn.left_visible_in_right(disparity)[0, 0, 0]
+    # background x lands at x-2, the block (x 20..29) at 14..23: background 16..19 is hidden
+    assert not visible[16:20].any()
+    assert visible[2:16].all() and visible[20:30].all() and visible[30:].all()
+    assert not visible[:2].any()  # leaves the right frame
+
+
+def test_stereo_consistency_zero_for_true_right_view_and_large_for_noise():
+    left, right, disparity = _stereo_scene()
+    assert fn.stereo_consistency_error(right, left, disparity) == pytest.approx(0.0, abs=1e-6)
+    noise = torch.rand_like(right)
+    assert fn.stereo_consistency_error(noise, left, disparity) > 0.2
+    rows = score_videos(right, right, metrics=["stereo_consistency"], left=left, disparity=disparity,
+                        regions=("full",))
+    assert rows[0]["value"] == pytest.approx(0.0, abs=1e-6)
+    missing = score_videos(right, right, metrics=["stereo_consistency"], regions=("full",))
+    assert math.isnan(missing[0]["value"]) and "left view" in missing[0]["note"]
+
+
+def test_reference_is_reused_across_methods():
+    pred_a, gt = _pair(seed=3)
+    pred_b, _ = _pair(seed=4)
+    scorer = Scorer(metrics=["psnr", "msssim_2d"])
+    reference = scorer.prepare_reference(gt, _holes())
+    rows_a, rows_b = scorer.score(pred_a, reference), scorer.score(pred_b, reference)
+    one_shot = score_videos(pred_b, gt, _holes(), metrics=["psnr", "msssim_2d"])
+    assert [r["value"] for r in rows_b] == pytest.approx([r["value"] for r in one_shot])
+    assert [r["value"] for r in rows_a] != pytest.approx([r["value"] for r in rows_b])
+    assert len(rows_a) == 2 * 3 * 2
+
+
+@pytest.mark.parametrize("case, match", [
+    ("frames", "frame count"),
+    ("size", "frame size"),
+    ("range", r"\[0, 1\]"),
+    ("mask", "hole mask has shape"),
+    ("uint8", "float"),
+])
+def test_bad_input_raises_one_line_errors(case, match):
+    pred, gt = _pair()
+    mask = _holes()
+    if case == "frames":
+        pred = pred[:3]
+    elif case == "size":
+        pred = pred[..., :160]
+    elif case == "range":
+        pred = pred * 255
+    elif case == "mask":
+        mask = mask[..., :100]
+    elif case == "uint8":
+        pred = (pred * 255).to(torch.uint8)
+    with pytest.raises(StereobenchError, match=match) as info:
+        score_videos(pred, gt, mask, metrics=["psnr"])
+    assert "\n" not in str(info.value)
+
+
+def test_metric_call_convenience():
+    pred, gt = _pair()
+    mask = _holes()
+    sel = mask.expand(-1, 3, -1, -1)
+    expected = peak_signal_noise_ratio(gt[sel].numpy(), pred[sel].numpy(), data_range=1.0)
+    assert METRICS["psnr"](pred, gt, mask, region="inside", protocol="strict") == pytest.approx(expected, abs=1e-5)
+    assert np.isclose(METRICS["psnr"](pred, gt), peak_signal_noise_ratio(gt.numpy(), pred.numpy(), data_range=1.0))
