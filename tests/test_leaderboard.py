@@ -1,0 +1,274 @@
+"""Leaderboards: bootstrap intervals against SciPy, declared directions, paper rows kept apart,
+self-contained HTML, plots, and the `stereobench leaderboard` command."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from benchmark.cli import main
+from benchmark.errors import StereobenchError
+from benchmark.leaderboard import bootstrap_ci, build_leaderboard, make_boards
+from benchmark.plots import pareto_front
+from benchmark.provenance import RunManifest
+from benchmark.results import ResultsWriter, pair_rows, rows_to_frame, skip_row
+
+# method -> (psnr, lpips_vgg, refine seconds): "sharp" wins PSNR, "perceptual" wins LPIPS.
+METHODS = {"sharp": (30.0, 0.30, 2.0), "perceptual": (25.0, 0.10, 4.0), "slow-bad": (20.0, 0.40, 8.0)}
+
+
+def _rows(run_id="20250101-000000-aaaaaa", dataset="synthetic", n_clips=5, methods=METHODS, seed=0,
+          extra_metric=False):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, (psnr, lpips, seconds) in methods.items():
+        for c in range(n_clips):
+            quality = []
+            for protocol in ("paper", "strict"):
+                for region in ("full", "inside", "outside"):
+                    quality.append({"metric": "psnr", "region": region, "protocol": protocol,
+                                    "value": psnr + rng.normal(0, 0.5)})
+                    quality.append({"metric": "lpips_vgg", "region": region, "protocol": protocol,
+                                    "value": lpips + rng.normal(0, 0.01)})
+            if extra_metric:
+                quality.append({"metric": "mystery_score", "region": "full", "protocol": "paper", "value": float(c)})
+            rows += pair_rows(run_id=run_id, method=method, dataset=dataset, clip=f"clip-{c}", clip_protocol="quick",
+                              warp_mode="shared", device="cpu (test)", quality=quality,
+                              timings={"time_refine_s": seconds * (1 + 0.01 * c), "time_refine_s_per_frame": seconds / 8,
+                                       "peak_mem_bytes": 2**20 * seconds})
+    return rows
+
+
+def _table_rows(markdown: str, title_part: str) -> dict[str, str]:
+    """Method -> its Markdown row, in the first table whose heading contains ``title_part``."""
+    section = markdown.split(title_part, 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| Method"):
+            rows[line.split("|")[1].strip()] = line
+    return rows
+
+
+def _cell(row: str, header_row: str, header: str) -> str:
+    headers = [h.strip() for h in header_row.split("|")[1:-1]]
+    return [c.strip() for c in row.split("|")[1:-1]][headers.index(header)]
+
+
+def _header_row(markdown: str, title_part: str) -> str:
+    section = markdown.split(title_part, 1)[1]
+    return next(line for line in section.splitlines() if line.startswith("| Method"))
+
+
+# ------------------------------------------------------------------------------------ statistics
+@pytest.mark.parametrize("n", [7, 40])
+def test_bootstrap_interval_matches_scipy_percentile_bootstrap(n):
+    data = np.random.default_rng(n).gamma(2.0, 1.5, size=n)
+    mean, low, high = bootstrap_ci(data, n_resamples=20000, seed=1)
+    reference = scipy.stats.bootstrap((data,), np.mean, n_resamples=20000, method="percentile",
+                                      confidence_level=0.95, random_state=np.random.default_rng(2))
+    width = reference.confidence_interval.high - reference.confidence_interval.low
+    assert mean == pytest.approx(data.mean(), rel=1e-12)
+    assert low < mean < high
+    # Two independent Monte-Carlo estimates of the same percentiles: agree within a few % of the width.
+    assert low == pytest.approx(reference.confidence_interval.low, abs=0.04 * width)
+    assert high == pytest.approx(reference.confidence_interval.high, abs=0.04 * width)
+
+
+def test_bootstrap_edge_cases_and_determinism():
+    assert bootstrap_ci([3.0]) == (3.0, 3.0, 3.0)
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert all(np.isnan(bootstrap_ci([])))
+    assert bootstrap_ci([1.0, np.nan, 3.0])[0] == 2.0  # NaN (a failed clip) is dropped
+    data = np.arange(10.0)
+    assert bootstrap_ci(data, seed=5) == bootstrap_ci(data, seed=5)
+    # The chunked path (more indices than one chunk) gives the same numbers as one draw would.
+    big = np.random.default_rng(0).normal(size=5000)
+    m, lo, hi = bootstrap_ci(big, n_resamples=2000, seed=0)
+    se = big.std(ddof=1) / np.sqrt(big.size)
+    assert lo == pytest.approx(m - 1.96 * se, abs=0.15 * se) and hi == pytest.approx(m + 1.96 * se, abs=0.15 * se)
+
+
+def test_pareto_front_against_brute_force():
+    rng = np.random.default_rng(3)
+    cost, quality = rng.uniform(1, 10, 30), rng.uniform(0, 1, 30)
+    for higher in (True, False):
+        q = quality if higher else -quality
+        brute = [i for i in range(30) if not any(cost[j] <= cost[i] and q[j] >= q[i] and (cost[j] < cost[i] or q[j] > q[i])
+                                                 for j in range(30))]
+        assert sorted(pareto_front(cost, quality, higher)) == sorted(brute)
+    assert pareto_front([1, 2, 3], [0.5, 0.4, 0.9], True) == [0, 2]
+
+
+# ------------------------------------------------------------------------------------ tables
+def test_best_value_is_bold_in_the_declared_direction(tmp_path):
+    written = build_leaderboard(rows_to_frame(_rows(extra_metric=True)), tmp_path, plots=False, n_resamples=200)
+    markdown = written["markdown"].read_text()
+    title = "synthetic - protocol quick - warp shared: overall"
+    rows, header = _table_rows(markdown, title), _header_row(markdown, title)
+    psnr, lpips = "PSNR ↑ (dB)", "LPIPS-VGG ↓"
+    assert _cell(rows["sharp"], header, psnr).startswith("**")            # highest PSNR
+    assert not _cell(rows["perceptual"], header, psnr).startswith("**")
+    assert _cell(rows["perceptual"], header, lpips).startswith("**")      # lowest LPIPS
+    assert not _cell(rows["sharp"], header, lpips).startswith("**")
+    time_header = "refine time per clip ↓ (s)"
+    assert _cell(rows["sharp"], header, time_header).startswith("**")     # fastest
+    assert not _cell(rows["slow-bad"], header, time_header).startswith("**")
+    # A metric nobody declared gets no arrow and never a bold cell.
+    assert "mystery_score (direction not declared)" in header
+    assert all("**" not in _cell(r, header, "mystery_score (direction not declared)") for r in rows.values())
+    # Region tables exist for each scoring protocol and follow the same rule.
+    for protocol in ("paper", "strict"):
+        for region in ("full", "inside", "outside"):
+            part = f"region {region}, scoring protocol {protocol}"
+            region_rows = _table_rows(markdown, part)
+            assert _cell(region_rows["sharp"], _header_row(markdown, part), psnr).startswith("**")
+    # Methods are ordered best-first by PSNR; the cell is "mean [low, high]" around the mean.
+    assert list(rows) == ["sharp", "perceptual", "slow-bad"]
+    cell = _cell(rows["sharp"], header, psnr).strip("*")
+    mean, low, high = map(float, re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cell).groups())
+    assert low <= mean <= high and 29 < mean < 31
+
+
+def test_csv_is_tidy_and_matches_the_table(tmp_path):
+    import pandas as pd
+
+    rows = _rows()
+    written = build_leaderboard(rows_to_frame(rows), tmp_path, plots=False, n_resamples=300)
+    table = pd.read_csv(written["csv"])
+    psnr = table[(table["metric"] == "psnr") & (table["region"] == "inside") & (table["protocol"] == "strict")]
+    truth = {m: np.mean([r.value for r in rows if r.method == m and r.metric == "psnr" and r.region == "inside"
+                         and r.protocol == "strict"]) for m in METHODS}
+    for _, rec in psnr.iterrows():
+        assert rec["mean"] == pytest.approx(truth[rec["method"]])
+        assert rec["ci_low"] <= rec["mean"] <= rec["ci_high"] and rec["n_clips"] == 5
+    assert psnr.set_index("method")["best"].to_dict() == {"sharp": True, "perceptual": False, "slow-bad": False}
+    assert not table[["method", "metric", "region", "protocol", "source"]].duplicated().any()
+
+
+def test_paper_rows_only_on_stereo4d_and_clearly_marked(tmp_path):
+    import pandas as pd
+
+    frame = rows_to_frame(_rows(dataset="synthetic") + _rows(dataset="stereo4d", seed=1))
+    written = build_leaderboard(frame, tmp_path, plots=False, n_resamples=100)
+    markdown = written["markdown"].read_text()
+    assert markdown.index("## stereo4d") < markdown.index("## synthetic")  # boards in name order
+    stereo4d = markdown.split("## stereo4d", 1)[1].split("## synthetic", 1)[0]
+    synthetic = markdown.split("## synthetic", 1)[1]
+    marker = "reported in paper (Stereo4D test set, A100)"
+    assert marker not in synthetic
+    assert f"stereo4d - protocol quick - warp shared: {marker}" in stereo4d
+    paper_rows = _table_rows(stereo4d, f": {marker}")
+    assert len(paper_rows) == 5 and all(marker in name for name in paper_rows)
+    m2svid = next(r for name, r in paper_rows.items() if name.startswith("M2SVid (1 step) -"))
+    assert "26.20" in m2svid and "0.1800" in m2svid and "2.100" in m2svid and "**" not in m2svid
+    assert "**" not in "".join(paper_rows.values())
+    # Measured tables never carry paper rows.
+    measured = _table_rows(stereo4d, "warp shared: overall")
+    assert set(measured) == set(METHODS)
+    table = pd.read_csv(written["csv"])
+    reported = table[table["source"].str.startswith("reported in paper")]
+    assert set(reported["dataset"]) == {"stereo4d"} and not reported["best"].any()
+    assert set(reported[reported["metric"] == "psnr"]["mean"]) == {25.6, 24.9, 25.3, 26.2}
+
+
+def test_skips_errors_and_newest_run_per_method(tmp_path):
+    old = _rows(run_id="20250101-000000-aaaaaa", methods={"sharp": (10.0, 0.9, 1.0)})
+    new = _rows(run_id="20250102-000000-bbbbbb")
+    new += pair_rows(run_id="20250102-000000-bbbbbb", method="sharp", dataset="synthetic", clip="clip-9",
+                     clip_protocol="quick", warp_mode="shared", quality=[], error=RuntimeError("out of memory"))
+    new.append(skip_row(run_id="20250102-000000-bbbbbb", method="svg", dataset="synthetic",
+                        reason="weights missing: run `stereobench weights svg`"))
+    boards = make_boards(rows_to_frame(old + new), n_resamples=50)
+    assert len(boards) == 1
+    board = boards[0]
+    assert board.runs["sharp"] == "20250102-000000-bbbbbb"  # the old run's 10 dB never mixes in
+    assert board.quality[("sharp", "psnr", "full", "paper")].mean > 25
+    assert board.errors["sharp"] == ["clip-9: RuntimeError: out of memory"]
+    assert board.skips["svg"] == ["weights missing: run `stereobench weights svg`"]
+    markdown = build_leaderboard(rows_to_frame(old + new), tmp_path, plots=False, n_resamples=50)["markdown"].read_text()
+    assert "weights missing: run `stereobench weights svg`" in markdown and "out of memory" in markdown
+
+
+def test_empty_frame_is_a_one_line_error(tmp_path):
+    with pytest.raises(StereobenchError, match="no result rows"):
+        build_leaderboard(rows_to_frame([]), tmp_path)
+
+
+# ------------------------------------------------------------------------------------ HTML, plots, CLI
+def _write_runs(root, with_videos=False):
+    import torch
+
+    from benchmark.results import video_path
+
+    run_id = "20250101-000000-aaaaaa"
+    run_dir = root / run_id
+    RunManifest.start(run_dir, run_id, {"protocol": {"name": "quick", "num_frames": 8, "crop": [256, 256]}}).finish()
+    ResultsWriter(run_dir).append(_rows(run_id=run_id, n_clips=3))
+    if with_videos:
+        from benchmark.stereo.video_io import write_video
+
+        for c in range(3):
+            for name in ("left", "warped", "mask", "gt", *METHODS):
+                write_video(video_path(run_dir, "synthetic", f"clip-{c}", name), torch.rand(2, 3, 16, 16), fps=5)
+    return run_id
+
+
+def test_html_is_self_contained_with_embedded_plots_and_frame_strips(tmp_path):
+    root = tmp_path / "runs"
+    _write_runs(root, with_videos=True)
+    from benchmark.leaderboard import leaderboard_from_runs
+
+    written = leaderboard_from_runs(root, out_dir=tmp_path / "lb", n_resamples=100)
+    kinds = {key.rsplit(":", 1)[-1] for key in written if key.startswith("plot:")}
+    assert kinds == {"scatter", "distribution", "strip"}
+    page = written["html"].read_text()
+    assert page.count("data:image/png;base64,") == 3
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]+)""", page, flags=re.I)
+    assert refs and all(ref.startswith("data:") for ref in refs)
+    assert "<link" not in page.lower() and "<script" not in page.lower() and "url(" not in page.lower()
+    assert "<style>" in page
+    # The title names the dataset and the clip protocol with its frames and size.
+    assert "synthetic - protocol quick (8 frames, 256x256) - warp shared" in page
+    for path in written.values():
+        assert path.is_file() and path.stat().st_size > 0
+
+
+def test_frame_strip_is_skipped_without_videos(tmp_path):
+    root = tmp_path / "runs"
+    _write_runs(root, with_videos=False)
+    from benchmark.leaderboard import leaderboard_from_runs
+
+    written = leaderboard_from_runs(root, out_dir=tmp_path / "lb", n_resamples=50)
+    assert not any(key.endswith(":strip") for key in written)
+    assert any(key.endswith(":scatter") for key in written)
+
+
+def test_cli_prints_tables_and_the_html_path(tmp_path, capsys):
+    root = tmp_path / "runs"
+    run_id = _write_runs(root)
+    out = tmp_path / "lb"
+    assert main(["leaderboard", "--results", str(root), "--run", run_id, "--out", str(out), "--no-plots",
+                 "--resamples", "100"]) == 0
+    stdout = capsys.readouterr().out
+    assert "| Method | clips | PSNR ↑ (dB)" in stdout and "| **" not in stdout.split("sharp", 1)[0]
+    assert f"html:       {out / 'leaderboard.html'}" in stdout
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.csv").is_file()
+
+
+def test_cli_bad_input_gives_one_line_errors(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _write_runs(root)
+    assert main(["leaderboard", "--results", str(root), "--run", "20250101-000000-aaaaab", "--out",
+                 str(tmp_path / "lb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Did you mean '20250101-000000-aaaaaa'" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["leaderboard", "--results", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no runs found") and err.count("\n") == 0
+    assert main(["leaderboard", "--results", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
