@@ -1,0 +1,192 @@
+"""Analyse user-study responses: Table 2/3-style tables with the right tests and intervals.
+
+Reads the response tables the study app exports (CSV or Parquet; rankings and/or pairwise,
+schema in docs/analysis.md) and aggregate counts (YAML), validates them, applies the
+quality-control exclusion rule (every exclusion is listed in the report), and writes
+report.md, a self-contained report.html, plots/*.png and tables/*.csv to --out.
+
+Rankings: average rank and "chosen best" per method with crossed-bootstrap CIs (participants x
+videos), Friedman on per-participant and per-video means, a within-ranking permutation test,
+Kendall's W, Conover-Friedman and paired Wilcoxon post hoc (Holm), Cochran's Q and exact
+McNemar for "chosen best", a Davidson (Bradley-Terry with ties) scale, a critical-difference
+diagram. Pairwise: counts A/B/equal, exact sign test (ties excluded) and ties-split
+sensitivity, per-participant counts, first-position bias, Thurstone (JOD) / Davidson scales.
+
+Examples:
+  stereobench analyze responses_rankings.csv responses_vr.parquet --out results/analysis/study1
+  stereobench analyze study_app/analysis/data/m2svid_paper.yaml --out results/analysis/paper
+  stereobench analyze rankings.csv --on-invalid exclude --incomplete drop-trials --out out/
+  stereobench analyze rankings.csv --max-attention-fail none --exclude P07,P11 --out out/
+  stereobench analyze --demo --out results/analysis/demo        # simulated study, end to end
+Plan a study (power by simulation):
+  stereobench analyze power rankings --rank-difference 0.5 --participants 5,10,15,20 --videos 5,10,20
+  stereobench analyze power pairwise --share 0.7 --tie-share 0.4 --participants 5,10,20 --videos 10,21,40
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.errors import StereobenchError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return values
+
+
+def _optional_float(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("responses", nargs="*", metavar="RESPONSES",
+                        help="exported response files (.csv/.parquet tables, .yaml aggregate counts); or 'power rankings' / "
+                             "'power pairwise' for a power analysis")
+    parser.add_argument("--out", type=Path, default=Path("results/analysis"), help="output folder (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every resampling (default: %(default)s)")
+    parser.add_argument("--n-boot", type=int, default=2000, help="crossed-bootstrap resamples for CIs (default: %(default)s)")
+    parser.add_argument("--n-perm", type=int, default=9999, help="permutation-test resamples (default: %(default)s)")
+    parser.add_argument("--n-boot-model", type=int, default=200,
+                        help="bootstrap refits of the Davidson/Thurstone scales (default: %(default)s)")
+    parser.add_argument("--methods", default="", help="comma-separated methods to analyse, in this order (default: all)")
+    parser.add_argument("--incomplete", choices=("error", "drop-trials", "drop-methods"), default="error",
+                        help="main trials that lack some method: stop with an error, drop those trials, or drop methods "
+                             "not in every trial (drops are listed in the report; default: %(default)s)")
+    parser.add_argument("--on-invalid", choices=("error", "exclude"), default="error",
+                        help="rows that break the schema (missing or out-of-range rank...): stop, or exclude their trials "
+                             "and list them in the report (default: %(default)s)")
+    g = parser.add_argument_group("exclusion rule (applied before the analysis, reported)")
+    g.add_argument("--max-attention-fail", type=_optional_float, default=0.25,
+                   help="exclude participants failing more than this share of attention trials; 'none' disables "
+                        "(default: %(default)s)")
+    g.add_argument("--min-repeat-tau", type=_optional_float, default=0.0,
+                   help="exclude ranking participants whose mean repeat Kendall tau is below this; 'none' disables "
+                        "(default: %(default)s)")
+    g.add_argument("--min-repeat-agreement", type=_optional_float, default=None,
+                   help="exclude pairwise participants whose repeat agreement is below this share (default: off)")
+    g.add_argument("--min-main-trials", type=int, default=1, help="exclude participants with fewer valid main trials "
+                                                                   "(default: %(default)s)")
+    g.add_argument("--exclude", default="", help="comma-separated participant ids to exclude (reason: listed)")
+    d = parser.add_argument_group("demo and power analysis")
+    d.add_argument("--demo", action="store_true", help="simulate a ranking and a pairwise study, save them under "
+                                                       "OUT/responses/ and analyse them")
+    d.add_argument("--power", choices=("rankings", "pairwise"), help="run a power analysis instead (same as 'power KIND')")
+    d.add_argument("--participants", type=_int_list, default=[5, 10, 15, 20, 30], help="participant counts to try")
+    d.add_argument("--videos", type=_int_list, default=[5, 10, 20], help="video counts to try (each participant sees all)")
+    d.add_argument("--rank-difference", type=float, default=0.5,
+                   help="rankings: true difference in average rank between the best and second method (default: %(default)s)")
+    d.add_argument("--n-methods", type=int, default=4, help="rankings: methods per trial (default: %(default)s)")
+    d.add_argument("--tie-width", type=float, default=0.0, help="rankings: latent tie grid width (default: no ties)")
+    d.add_argument("--share", type=float, default=0.7,
+                   help="pairwise: true share of non-tie answers preferring the better method (default: %(default)s)")
+    d.add_argument("--tie-share", type=float, default=0.3, help="pairwise: share of 'equal' answers (default: %(default)s)")
+    d.add_argument("--participant-sd", type=float, default=None,
+                   help="between-participant spread (latent SD for rankings, default 0.3; logit SD for pairwise, default 0.5)")
+    d.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
+    d.add_argument("--target-power", type=float, default=0.8, help="power to reach (default: %(default)s)")
+    d.add_argument("--n-sim", type=int, default=None, help="simulated studies per design (default 300 rankings, 2000 pairwise)")
+
+
+def _rule(args):
+    from study_app.analysis.quality import ExclusionRule
+
+    return ExclusionRule(max_attention_fail_share=args.max_attention_fail, min_repeat_tau=args.min_repeat_tau,
+                         min_repeat_agreement=args.min_repeat_agreement, min_main_trials=args.min_main_trials,
+                         exclude=tuple(x.strip() for x in args.exclude.split(",") if x.strip()))
+
+
+def _run_power(args, kind: str) -> int:
+    from study_app.analysis import power
+    from study_app.analysis.report import Doc, _atomic_write
+
+    doc = Doc()
+    try:
+        if kind == "rankings":
+            table = power.ranking_power(args.participants, args.videos, args.rank_difference, args.n_methods,
+                                        participant_sd=0.3 if args.participant_sd is None else args.participant_sd,
+                                        tie_width=args.tie_width, n_sim=args.n_sim or 300, alpha=args.alpha,
+                                        seed=args.seed)
+            columns = ["power_best_vs_second", "power_friedman"]
+            what = (f"a difference of {args.rank_difference} in average rank between the best and the second of "
+                    f"{args.n_methods} methods (latent advantage {table.attrs['latent_delta']:.3f} noise SD)")
+        else:
+            table = power.pairwise_power(args.participants, args.videos, args.share, args.tie_share,
+                                         participant_sd=0.5 if args.participant_sd is None else args.participant_sd,
+                                         n_sim=args.n_sim or 2000, alpha=args.alpha, seed=args.seed)
+            columns = ["power_participant_level", "power_sign_test"]
+            what = f"a preference share of {args.share:.0%} among non-tie answers with {args.tie_share:.0%} ties"
+    except ValueError as exc:
+        raise StereobenchError(f"power analysis: {exc}") from None
+    doc.h(1, f"Power analysis ({kind})")
+    doc.p(f"Power to detect {what} at alpha = {args.alpha}, {table.attrs['n_sim']} simulated studies per design, seed {args.seed}.")
+    lines = []
+    for col in columns:
+        best = power.smallest_design(table, col, args.target_power)
+        lines.append(f"{col}: " + (f"{int(best['n_participants'])} participants x {int(best['n_videos'])} videos reach "
+                                   f"{best[col]:.0%}" if best is not None else
+                                   f"no design in the grid reaches {args.target_power:.0%}; add participants"))
+    doc.bullets(lines)
+    doc.table(table, "Power per design (share of simulated studies with p < alpha).")
+    out = Path(args.out)
+    _atomic_write(out / f"power_{kind}.md", doc.markdown().encode())
+    _atomic_write(out / f"power_{kind}.csv", table.to_csv(index=False).encode())
+    print(table.to_string(index=False))
+    for line in lines:
+        print(line)
+    print(f"wrote {out / f'power_{kind}.md'}")
+    return 0
+
+
+def _write_demo(out: Path) -> list[Path]:
+    from study_app.analysis.report import _atomic_write
+    from study_app.analysis.simulate import simulate_pairwise, simulate_rankings
+
+    methods = ["M2SVid", "StereoCrafter-25", "SVG", "StereoCrafter-1"]
+    rankings = simulate_rankings(methods, [1.2, 0.6, 0.0, -0.6], n_participants=13, n_videos=9, tie_width=0.4,
+                                 n_attention=2, n_repeat=2, n_training=1, careless=[5], seed=1)
+    pairwise = simulate_pairwise(methods[:2], [0.6, 0.0], n_participants=5, n_videos=21, tie_margin=1.0,
+                                 n_attention=2, seed=2)
+    paths = [out / "responses" / "rankings.csv", out / "responses" / "pairwise.csv"]
+    _atomic_write(paths[0], rankings.to_csv(index=False).encode())
+    _atomic_write(paths[1], pairwise.to_csv(index=False).encode())
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from study_app.analysis.pipeline import AnalysisOptions, analyze_files
+    from study_app.analysis.report import write_report
+
+    responses = list(args.responses)
+    if args.power or (responses and responses[0] == "power"):
+        kind = args.power or (responses[1] if len(responses) > 1 else "")
+        if kind not in ("rankings", "pairwise"):
+            raise StereobenchError("say which power analysis: `stereobench analyze power rankings` or `... power pairwise`")
+        return _run_power(args, kind)
+    if args.demo:
+        responses += [str(p) for p in _write_demo(Path(args.out))]
+    if not responses:
+        raise StereobenchError("no responses given: pass the exported CSV/Parquet files (or --demo); see --help")
+    for name, value in (("--n-boot", args.n_boot), ("--n-perm", args.n_perm), ("--n-boot-model", args.n_boot_model)):
+        if value < 10:
+            raise StereobenchError(f"{name} must be at least 10, not {value}")
+    options = AnalysisOptions(seed=args.seed, n_boot=args.n_boot, n_perm=args.n_perm, n_boot_model=args.n_boot_model,
+                              methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                              incomplete=args.incomplete, on_invalid=args.on_invalid, rule=_rule(args))
+    result = analyze_files(responses, options)
+    paths = write_report(result, args.out)
+    for line in paths["summary"]:
+        print("- " + line.replace("**", ""))
+    print(f"wrote {paths['markdown']} and {paths['html']}")
+    return 0
