@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -626,9 +627,11 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
             ``plots/<board>-*.png``.
         title: page title; each board's own title names the dataset, clip protocol (with frames
             and size from the run manifests) and warp mode.
-        manifests: ``{run_id: manifest}`` (:func:`benchmark.results.load_manifests`) for titles.
+        manifests: ``{run_id: manifest}`` (:func:`benchmark.results.load_manifests`) for titles;
+            default: read from ``results_root``.
         results_root: folder of runs; enables the frame strip from saved videos
-            (``<root>/<run_id>/videos/<dataset>/<clip>/<name>.mp4``).
+            (``<root>/<run_id>/videos/<dataset>/<clip>/<name>.mp4``); default: the folder
+            :func:`benchmark.results.load_results` recorded in ``df.attrs``.
         frame_loader: ``loader(dataset, clip, name) -> (H, W, 3) image or None``; overrides the
             video lookup (see :data:`benchmark.plots.FrameLoader`).
         plots: draw the plots (PNG + embedded in the HTML).
@@ -637,6 +640,19 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
     Returns ``{"markdown", "summary", "csv", "html", "plot:<board>:<kind>"...: path}``.
     """
     out_dir = Path(out_dir)
+    attrs_root = getattr(df, "attrs", {}).get("results_root") if df is not None else None
+    if results_root is None and attrs_root:
+        results_root = attrs_root
+    if manifests is None and results_root is not None and df is not None and len(df):
+        from benchmark.results import MANIFEST_FILE
+
+        manifests = {}
+        for run_id in sorted(set(df["run_id"])):
+            path = Path(results_root) / run_id / MANIFEST_FILE
+            try:
+                manifests[run_id] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -632,7 +632,8 @@ def load_results(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
     are dropped unless ``include_markers``. Leaderboards are pivots of this table; never pack
     several numbers into one cell.
 
-    Partial last lines are skipped and reported once; rows of pairs cut before their completion
+    ``frame.attrs["results_root"]`` records ``root`` (the leaderboard reads manifests and saved
+    videos from there). Partial last lines are skipped and reported once; rows of pairs cut before their completion
     marker are dropped and reported; duplicate keys keep the last written row (reported).
     Raises StereobenchError when no runs exist or a requested run id is unknown.
     """
@@ -644,4 +645,8 @@ def load_results(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
         rep.merge(run_rep)
         all_rows.extend(r for r in rows if include_markers or r.kind != "marker")
     _report(rep)
-    return rows_to_frame(all_rows)
+    frame = rows_to_frame(all_rows)
+    # Where the rows came from, so a leaderboard built from this frame finds the manifests
+    # (titles) and saved videos (frame strips) without being told again.
+    frame.attrs["results_root"] = str(root)
+    return frame

@@ -219,9 +219,10 @@ def _write_runs(root, with_videos=False):
 def test_html_is_self_contained_with_embedded_plots_and_frame_strips(tmp_path):
     root = tmp_path / "runs"
     _write_runs(root, with_videos=True)
-    from benchmark.leaderboard import leaderboard_from_runs
+    from benchmark.results import load_results
 
-    written = leaderboard_from_runs(root, out_dir=tmp_path / "lb", n_resamples=100)
+    # As the runner calls it: the frame remembers its results folder (manifests, saved videos).
+    written = build_leaderboard(load_results(root), tmp_path / "lb", n_resamples=100)
     kinds = {key.rsplit(":", 1)[-1] for key in written if key.startswith("plot:")}
     assert kinds == {"scatter", "distribution", "strip"}
     page = written["html"].read_text()
@@ -250,8 +251,8 @@ def test_cli_prints_tables_and_the_html_path(tmp_path, capsys):
     root = tmp_path / "runs"
     run_id = _write_runs(root)
     out = tmp_path / "lb"
-    assert main(["leaderboard", "--results", str(root), "--run", run_id, "--out", str(out), "--no-plots",
-                 "--resamples", "100"]) == 0
+    assert main(["leaderboard", "--results", str(root), "--runs", run_id, run_id[:10], "--out", str(out),
+                 "--no-plots", "--resamples", "100"]) == 0
     stdout = capsys.readouterr().out
     assert "| Method | clips | PSNR ↑ (dB)" in stdout and "| **" not in stdout.split("sharp", 1)[0]
     assert f"html:       {out / 'leaderboard.html'}" in stdout

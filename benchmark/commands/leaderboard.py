@@ -20,7 +20,7 @@ The frame strips need the videos a run saves (<run>/videos/<dataset>/<clip>/<nam
 Examples:
   stereobench leaderboard                                   # every run under results/runs
   stereobench leaderboard --run 20250101-120000-3fa9c1      # one run (a unique prefix is enough)
-  stereobench leaderboard --run RUN_A --run RUN_B --out /tmp/lb
+  stereobench leaderboard --run RUN_A RUN_B --out /tmp/lb    # merge two runs (e.g. shards)
   stereobench leaderboard --results /data/sb/runs --no-plots
 """
 
@@ -36,8 +36,9 @@ from benchmark.results import DEFAULT_ROOT
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", "-r", default=str(DEFAULT_ROOT), metavar="DIR",
                         help=f"folder of runs, each <DIR>/<run_id>/rows*.jsonl + manifest.json (default: {DEFAULT_ROOT})")
-    parser.add_argument("--run", action="append", default=[], metavar="RUN_ID",
-                        help="use only this run; repeat for several (default: every run under --results)")
+    parser.add_argument("--run", "--runs", action="extend", nargs="+", default=[], metavar="RUN_ID",
+                        help="use only these runs (ids or unique prefixes); repeatable "
+                             "(default: every run under --results)")
     parser.add_argument("--out", "-o", default="results/leaderboard", metavar="DIR",
                         help="output folder (default: results/leaderboard)")
     parser.add_argument("--title", default=None, help="page title (default: 'stereobench leaderboard')")
