@@ -1,0 +1,106 @@
+"""Depth to disparity, in the project convention (DESIGN.md section 2).
+
+Disparity is float32 (T, 1, H, W) in pixels of the LEFT view: a point at x_L appears at
+x_R = x_L - d in the right view, larger = nearer, NaN = invalid. Every function here returns that
+layout (a (T, H, W) input gets the channel axis added) and turns invalid input into NaN.
+
+How the three methods' own rules map onto :func:`disparity_from_inverse_depth` (``n`` = depth
+model output normalised to [0, 1], 1 = nearest):
+
+- M2SVid: ``d = n * int(0.05 * W)``: ``d_max_px=int(0.05 * W)``, ``convergence=0``
+  (``normalise="clip"`` for a clip-normalised depth video).
+- StereoCrafter: ``d = (2n - 1) * 20``: ``d_max_px=40``, ``convergence=0.5``, ``normalise="clip"``.
+- SVG: ``Z = 1 / (n + 0.1)`` with f = 800 px, B = 0.08: ``d = f B (n + 0.1)``:
+  ``d_max_px=64``, ``convergence=-0.1`` (a negative convergence moves every point nearer).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.errors import StereobenchError
+
+NORMALISE_MODES = ("clip", "frame")
+
+
+def _as_t1hw(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise StereobenchError(f"{what} must be a torch tensor, got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise StereobenchError(f"{what} must be (T, 1, H, W) or (T, H, W), got {tuple(x.shape)}")
+    return x.to(torch.float32)
+
+
+def _nan() -> float:
+    return float("nan")
+
+
+def disparity_from_inverse_depth(inv_depth: torch.Tensor, d_max_px: float | None = None,
+                                 d_max_frac: float | None = None, normalise: str = "clip",
+                                 convergence: float = 0.0) -> torch.Tensor:
+    """Disparity from relative inverse depth (e.g. a monocular depth model's output).
+
+    The valid (finite) values are normalised to [0, 1] (min -> 0 = farthest, max -> 1 = nearest)
+    over the whole clip (``normalise="clip"``, temporally stable) or per frame
+    (``normalise="frame"``); a constant input normalises to 0. Then
+    ``d = (n - convergence) * D_max`` with ``D_max = d_max_px`` or ``d_max_frac * W`` (give
+    exactly one). ``convergence`` is the normalised inverse depth of the zero-parallax plane
+    (0 = everything in front of the screen, 0.5 = mid depth on the screen).
+
+    Args:
+        inv_depth: relative inverse depth (T, 1, H, W) or (T, H, W); larger = nearer.
+    Returns:
+        float32 disparity (T, 1, H, W) in pixels; NaN where the input was not finite.
+    """
+    inv = _as_t1hw(inv_depth, "inverse depth")
+    if normalise not in NORMALISE_MODES:
+        raise StereobenchError(f"normalise must be one of {NORMALISE_MODES}, got {normalise!r}")
+    if (d_max_px is None) == (d_max_frac is None):
+        raise StereobenchError("give exactly one of d_max_px (pixels) or d_max_frac (fraction of the width)")
+    d_max = float(d_max_px) if d_max_px is not None else float(d_max_frac) * inv.shape[-1]
+    if not torch.isfinite(torch.tensor(d_max)) or d_max < 0:
+        raise StereobenchError(f"the maximum disparity must be a finite number >= 0, got {d_max}")
+    valid = torch.isfinite(inv)
+    if not bool(valid.any()):
+        raise StereobenchError("inverse depth has no finite value; check the depth source")
+    dims = (0, 1, 2, 3) if normalise == "clip" else (1, 2, 3)
+    lo = torch.where(valid, inv, torch.full_like(inv, float("inf"))).amin(dim=dims, keepdim=True)
+    hi = torch.where(valid, inv, torch.full_like(inv, float("-inf"))).amax(dim=dims, keepdim=True)
+    span = hi - lo
+    # A flat (or fully invalid) frame normalises to 0 instead of dividing by zero.
+    safe_span = torch.where(torch.isfinite(span) & (span > 0), span, torch.ones_like(span))
+    lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
+    normalised = ((inv - lo) / safe_span).clamp_(0.0, 1.0)
+    normalised = torch.where(torch.isfinite(span) & (span > 0), normalised, torch.zeros_like(normalised))
+    disparity = (normalised - float(convergence)) * d_max
+    return torch.where(valid, disparity, torch.full_like(disparity, _nan()))
+
+
+def disparity_from_metric_depth(depth_m: torch.Tensor, focal_px: float, baseline_m: float) -> torch.Tensor:
+    """Disparity ``d = focal_px * baseline_m / Z`` from metric depth Z (metres).
+
+    Depth that is <= 0, NaN or infinite is invalid and gives NaN (an infinite depth is treated as
+    "no measurement", not as zero disparity). Returns float32 (T, 1, H, W) pixels.
+    """
+    depth = _as_t1hw(depth_m, "depth")
+    if not (focal_px > 0) or not (baseline_m > 0):
+        raise StereobenchError(f"focal_px and baseline_m must be positive, got {focal_px} and {baseline_m}")
+    valid = torch.isfinite(depth) & (depth > 0)
+    safe = torch.where(valid, depth, torch.ones_like(depth))
+    disparity = (float(focal_px) * float(baseline_m)) / safe
+    return torch.where(valid, disparity, torch.full_like(disparity, _nan()))
+
+
+def disparity_from_disparity(disp: torch.Tensor, scale: float = 1.0, convergence_px: float = 0.0) -> torch.Tensor:
+    """Rescale a disparity map: ``d' = d * scale - convergence_px`` (pixels); non-finite -> NaN.
+
+    ``scale`` adapts a disparity measured at another width (``new_width / old_width``) or
+    strengthens/weakens the stereo effect; ``convergence_px`` moves the zero-parallax plane to the
+    points whose scaled disparity equals it.
+    """
+    d = _as_t1hw(disp, "disparity")
+    valid = torch.isfinite(d)
+    out = d * float(scale) - float(convergence_px)
+    return torch.where(valid & torch.isfinite(out), out, torch.full_like(out, _nan()))
