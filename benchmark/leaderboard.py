@@ -399,6 +399,10 @@ def overall_table(board: Board) -> Table:
         rows.append(row)
     note = (f"Mean over clips [95% bootstrap interval]; full frame, scoring protocol `{protocol}`. "
             "Bold = best measured value of the column (direction from the metric's declaration).")
+    counts = {board.n_clips[m] for m in board.methods if board.n_clips.get(m)}
+    if len(counts) > 1:
+        note += (" Methods scored different numbers of clips (errors): their means are over different clip "
+                 "sets, compare with care.")
     return Table(f"{board.title}: overall", headers, rows, note)
 
 
