@@ -184,9 +184,11 @@ def _warp_function(name: str):
     if name == "shared":
         return warp_module.forward_warp
     get_warp = getattr(warp_module, "get_warp", None)
-    if get_warp is None:
-        raise StereobenchError(f"warp {name!r} is not available yet (benchmark.stereo.warp has no get_warp)")
-    return get_warp(name)
+    if get_warp is not None:
+        return get_warp(name)
+    from benchmark.stereo import native_warps  # before get_warp existed: the functions directly
+
+    return getattr(native_warps, f"warp_{name}")
 
 
 def main() -> None:  # pragma: no cover - the command that makes the docs figure
