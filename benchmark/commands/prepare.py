@@ -188,10 +188,13 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(names, desc=f"prepare {spec.name} [{protocol.name}, {args.warp} warp]", unit="clip")
         for clip_name in bar:
             identity = {"dataset": spec.name, "revision": spec.revision, "clip": clip_name}
-            was_cached = _is_cached(cache, identity, protocol, args.warp)
-            inp, gt_right = cache.get_or_build(lambda n=clip_name: _load_with_disparity(dataset, n), identity,
-                                               protocol, warp=args.warp)
-            hits += int(was_cached)
+            cached = cache.load(cache.key(identity, protocol, args.warp))
+            if cached is not None:
+                inp, gt_right = cached
+                hits += 1
+            else:
+                inp, gt_right = cache.get_or_build(lambda n=clip_name: _load_with_disparity(dataset, n), identity,
+                                                   protocol, warp=args.warp)
             hole_fractions.append(float(inp.mask.float().mean()))
             if preview_dir is not None:
                 write_preview(inp, gt_right, preview_dir, _clip_name(inp.clip_id), args.preview_frame)
@@ -217,15 +220,3 @@ def _load_with_disparity(dataset, clip_name: str):
             f"clip {clip.clip_id!r} has no disparity; prepare warps with ground-truth disparity, so give "
             f"<name>_disparity.npy beside the video (depth-model disparity comes with `stereobench run`)")
     return clip
-
-
-def _is_cached(cache, identity: dict, protocol, warp: str) -> bool:
-    """Whether the cache already holds this entry (before building it)."""
-    for attr in ("contains", "has", "exists"):
-        fn = getattr(cache, attr, None)
-        if callable(fn):
-            try:
-                return bool(fn(identity, protocol, warp=warp))
-            except TypeError:
-                continue
-    return False
