@@ -1,0 +1,175 @@
+"""Bad input never disappears silently: each problem is a clear error or is named in the report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.errors import StereobenchError
+from study_app.analysis import schema
+from study_app.analysis.pipeline import AnalysisOptions, analyze_responses
+from study_app.analysis.quality import ExclusionRule
+from study_app.analysis.report import build_document
+from study_app.analysis.simulate import simulate_pairwise, simulate_rankings
+
+FAST = dict(n_boot=100, n_perm=199, n_boot_model=10, wilcoxon_method="approx",
+            rule=ExclusionRule(max_attention_fail_share=None, min_repeat_tau=None))
+
+
+@pytest.fixture
+def ranking_df():
+    return simulate_rankings(["A", "B", "C"], [1.0, 0.0, -1.0], n_participants=5, n_videos=4, n_attention=1,
+                             n_repeat=1, seed=0)
+
+
+def _rows(df, participant, trial):
+    return df.index[(df["participant"] == participant) & (df["trial"] == trial)]
+
+
+def _report_text(result) -> str:
+    return build_document(result)[0].markdown()
+
+
+def test_valid_table_roundtrips_through_csv_and_parquet(ranking_df, tmp_path):
+    ranking_df.to_csv(tmp_path / "r.csv", index=False)
+    ranking_df.to_parquet(tmp_path / "r.parquet")
+    a = schema.load_responses([tmp_path / "r.csv"]).rankings
+    b = schema.load_responses([tmp_path / "r.parquet"]).rankings
+    assert len(a) == len(ranking_df) == len(b)
+    pd.testing.assert_series_equal(a["rank"], b["rank"])
+    assert str(a["rank"].dtype) == "Int64"
+
+
+def test_missing_rank_is_an_error_naming_row_and_column(ranking_df, tmp_path):
+    df = ranking_df.astype({"rank": "object"})
+    i = _rows(df, "P02", 3)[1]
+    df.loc[i, "rank"] = None
+    df.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(StereobenchError, match=rf"row {i + 1}, column 'rank', participant 'P02' trial 3: value is missing"):
+        schema.load_responses([tmp_path / "r.csv"])
+
+
+def test_missing_rank_with_exclude_is_listed_in_report(ranking_df, tmp_path):
+    df = ranking_df.astype({"rank": "object"})
+    df.loc[_rows(df, "P02", 3)[0], "rank"] = None
+    df.to_csv(tmp_path / "r.csv", index=False)
+    res = schema.load_responses([tmp_path / "r.csv"], on_invalid="exclude")
+    assert len(res.rankings) == len(df) - len(_rows(df, "P02", 3))  # the whole trial is removed ...
+    log = res.exclusions
+    assert list(log["participant"]) == ["P02"] and list(log["trial"]) == [3]  # ... and logged
+    assert "missing" in log["reason"].iloc[0]
+    text = _report_text(analyze_responses(res, AnalysisOptions(**FAST)))
+    assert "P02" in text and "value is missing" in text
+
+
+def test_rank_out_of_range_is_an_error(ranking_df):
+    df = ranking_df.copy()
+    df.loc[_rows(df, "P01", 2)[0], "rank"] = 4  # only 3 methods in the trial
+    with pytest.raises(StereobenchError, match=r"rank 4 out of range 1\.\.3"):
+        schema.validate_rankings(df)
+    df.loc[_rows(df, "P01", 2)[0], "rank"] = 0
+    with pytest.raises(StereobenchError, match=r"rank 0 out of range"):
+        schema.validate_rankings(df)
+
+
+def test_non_numeric_and_fractional_ranks_are_errors(ranking_df):
+    df = ranking_df.astype({"rank": "object"})
+    df.loc[0, "rank"] = "first"
+    with pytest.raises(StereobenchError, match="'first' is not a number"):
+        schema.validate_rankings(df)
+    df.loc[0, "rank"] = 1.5
+    with pytest.raises(StereobenchError, match="not a whole number"):
+        schema.validate_rankings(df)
+
+
+def test_missing_required_column_and_bad_values(ranking_df):
+    with pytest.raises(StereobenchError, match="required column is missing.*|'video'"):
+        schema.validate_rankings(ranking_df.drop(columns="video"))
+    df = ranking_df.copy()
+    df.loc[0, "trial_kind"] = "warmup"
+    with pytest.raises(StereobenchError, match="'warmup' not allowed"):
+        schema.validate_rankings(df)
+    df = ranking_df.copy()
+    df.loc[_rows(df, "P01", 2)[1], "method"] = df.loc[_rows(df, "P01", 2)[0], "method"]
+    with pytest.raises(StereobenchError, match="appears twice"):
+        schema.validate_rankings(df)
+
+
+def test_participant_with_no_valid_trials_is_named(ranking_df):
+    df = ranking_df.copy()
+    df.loc[(df["participant"] == "P04") & (df["trial_kind"] == "main"), "rank"] = 9
+    raw = df
+    table, log = schema.validate_rankings(raw, on_invalid="exclude")
+    res = schema.Responses(rankings=table, exclusions=log)
+    result = analyze_responses(res, AnalysisOptions(**FAST))
+    qc = result.qc_rankings.set_index("participant")
+    assert qc.loc["P04", "n_main"] == 0 and qc.loc["P04", "excluded"]
+    assert "only 0 valid main trial" in qc.loc["P04", "reason"]
+    text = _report_text(result)
+    assert "participant excluded: only 0 valid main trial(s)" in text
+    assert "P04" not in result.rankings.rm.participants
+
+
+def test_method_in_only_some_trials(ranking_df):
+    df = ranking_df.copy()
+    drop = _rows(df, "P03", 2)
+    df = df.drop(index=drop[df.loc[drop, "method"] == "C"])
+    df.loc[_rows(df, "P03", 2), "rank"] = [1, 2]
+    table, _ = schema.validate_rankings(df)
+    with pytest.raises(StereobenchError, match=r"'C' in 19 of 20 trials"):
+        analyze_responses(schema.Responses(rankings=table), AnalysisOptions(**FAST))
+    res = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(incomplete="drop-trials", **FAST))
+    assert res.rankings.rm.n == 19
+    assert "trial dropped: lacks method(s) C" in _report_text(res)
+    res = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(incomplete="drop-methods", **FAST))
+    assert res.rankings.rm.methods == ["A", "B"]
+    assert "method 'C' removed from the analysis" in _report_text(res)
+
+
+def test_attention_failures_and_repeat_consistency_drive_exclusion():
+    df = simulate_rankings(["A", "B", "C", "D"], [2.0, 1.0, 0.0, -1.0], n_participants=6, n_videos=5, n_attention=2,
+                           n_repeat=2, careless=[2], seed=4)
+    table, _ = schema.validate_rankings(df)
+    fast = {**FAST, "rule": ExclusionRule()}
+    result = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(**fast))
+    qc = result.qc_rankings.set_index("participant")
+    # The careless participant ranks at random: with 4 + 1 stimuli they almost surely fail an attention trial.
+    assert qc.loc["P03", "excluded"] and "attention" in qc.loc["P03", "reason"]
+    assert not qc.drop(index="P03")["excluded"].any()
+    assert (qc.drop(index="P03")["attention_failed"] == 0).all()
+    # An attentive participant's repeat agrees with the original better than chance.
+    assert qc.drop(index="P03")["repeat_tau_mean"].mean() > 0.3
+    # The rule is configurable: with it disabled nobody is excluded, and that is said.
+    result = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(**FAST))
+    assert not result.qc_rankings["excluded"].any()
+    assert "No participant or trial was excluded." in _report_text(result)
+
+
+def test_pairwise_validation_and_attention():
+    df = simulate_pairwise(["A", "B"], [0.5, 0.0], n_participants=3, n_videos=4, n_attention=2, careless=[1], seed=0)
+    table, _ = schema.validate_pairwise(df)
+    assert set(table["answer"]) <= {"a", "b", "equal"}
+    bad = df.copy()
+    bad.loc[0, "answer"] = "left"
+    with pytest.raises(StereobenchError, match="'left' not allowed"):
+        schema.validate_pairwise(bad)
+    bad = df.copy()
+    bad.loc[0, "method_b"] = bad.loc[0, "method_a"]
+    with pytest.raises(StereobenchError, match="same method"):
+        schema.validate_pairwise(bad)
+    upper = df.copy()
+    upper["answer"] = upper["answer"].str.upper()  # case is normalised, not rejected
+    assert schema.validate_pairwise(upper)[0]["answer"].isin(["a", "b", "equal"]).all()
+
+
+def test_schema_docs_list_every_column():
+    md = schema.schema_markdown(schema.RANKING_COLUMNS)
+    for col in schema.RANKING_COLUMNS:
+        assert f"`{col.name}`" in md
+    assert schema.SCHEMA_VERSION.startswith("1.")
+
+
+def test_incompatible_schema_version(ranking_df, tmp_path):
+    ranking_df.assign(schema_version="2.0").to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(StereobenchError, match="schema_version '2.0' is not compatible"):
+        schema.load_responses([tmp_path / "r.csv"])
