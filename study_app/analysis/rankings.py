@@ -273,8 +273,13 @@ def crossed_weights(participant: np.ndarray, video: np.ndarray, n_participants: 
 
 
 def _ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per column; NaN replicates (e.g. a ratio with a zero count) are skipped."""
+    import warnings
+
     a = (1 - level) / 2
-    return np.nanquantile(samples, a, axis=0), np.nanquantile(samples, 1 - a, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN interval
+        return np.nanquantile(samples, a, axis=0), np.nanquantile(samples, 1 - a, axis=0)
 
 
 def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
