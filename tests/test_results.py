@@ -235,16 +235,16 @@ def test_helpers(tmp_path):
 
 
 def test_unwritable_results_folder_is_a_one_line_error(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores file permissions")
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(StereobenchError, match="cannot"):
-            ResultsWriter(folder / "run").append(_pair("r", "m", "c"))
-    finally:
-        folder.chmod(0o700)
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be\n")  # fails even as root
+    with pytest.raises(StereobenchError, match="cannot create the results folder") as info:
+        ResultsWriter(blocker / "run")
+    assert "\n" not in str(info.value)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "rows.jsonl").mkdir()  # the rows file cannot be opened for writing
+    with pytest.raises(StereobenchError, match="cannot write results"):
+        ResultsWriter(run_dir).append(_pair("r", "m", "c"))
 
 
 def test_read_rows_of_a_missing_file(tmp_path):
