@@ -12,12 +12,13 @@ only fill the holes:
   on the BACKGROUND side (the neighbour with the smaller right-view disparity; in the right view
   a hole sits just right of a near object's edge, so this is usually the right neighbour), the
   classic depth-image-based-rendering rule. Vectorised with cumulative min/max over columns.
-- ``temporal-fill``: each hole pixel takes the colour the same pixel has in the temporally
-  nearest frame where it is not a hole AND where its right-view disparity is background-like
-  (closer to the local background's disparity than to the occluder's); pixels with no such frame
-  fall back to ``background-fill``. Honest about its assumption: the same pixel shows the same
-  scene point across frames, i.e. a static or slowly moving camera (moving objects reveal the
-  background behind them over time).
+- ``temporal-fill``: each hole pixel takes the colour of the same scene point in the temporally
+  nearest frame where that point is not a hole AND its right-view disparity matches the local
+  background's (not the occluder's); the point is followed across frames by the global image
+  motion (phase correlation of the warped views: camera pan). Pixels with no such frame fall back
+  to ``background-fill``. Honest about its assumption: the background moves rigidly with the
+  camera's pan; independently moving background objects and strong parallax break it (then the
+  disparity check rejects most candidates and background-fill takes over).
 
 Conventions (FACTS section 2): disparity belongs to the LEFT view, x_R = x_L - d, larger =
 nearer, NaN invalid. The right-view disparity the background rules need is obtained by a
@@ -132,12 +133,98 @@ def background_fill(warped: torch.Tensor, mask: torch.Tensor, disparity: torch.T
     return torch.where(mask, filled, warped)
 
 
+def _masked_sad(a, b, wa, wb, dy: int, dx: int) -> torch.Tensor:
+    """Mean |a(y, x) - b(y + dy, x + dx)| over pixels valid in both, per pair: (P,)."""
+    h, w = a.shape[-2:]
+    ys, ye = max(0, -dy), min(h, h - dy)
+    xs, xe = max(0, -dx), min(w, w - dx)
+    if ye <= ys or xe <= xs:
+        return torch.full(a.shape[:1], float("inf"), device=a.device)
+    pa, pwa = a[:, ys:ye, xs:xe], wa[:, ys:ye, xs:xe]
+    pb, pwb = b[:, ys + dy:ye + dy, xs + dx:xe + dx], wb[:, ys + dy:ye + dy, xs + dx:xe + dx]
+    weight = pwa * pwb
+    count = weight.sum(dim=(1, 2))
+    cost = ((pa - pb).abs() * weight).sum(dim=(1, 2)) / count.clamp(min=1)
+    # Too little overlap says nothing: such a shift must not win.
+    return torch.where(count >= 0.05 * h * w, cost, torch.full_like(cost, float("inf")))
+
+
+def _best_shift(a, b, wa, wb, centre: torch.Tensor, radius: int):
+    """Integer shift per pair within ``radius`` of ``centre`` (P, 2) minimising the masked SAD,
+    and the cost table (P, 2r+1, 2r+1). The loop runs over candidate shifts, never pixels."""
+    pairs = a.shape[0]
+    offsets = range(-radius, radius + 1)
+    costs = torch.full((pairs, 2 * radius + 1, 2 * radius + 1), float("inf"), device=a.device)
+    # Pairs sharing a centre are evaluated together (one vectorised call per candidate shift).
+    for cy, cx in {(int(c[0]), int(c[1])) for c in centre}:
+        group = ((centre[:, 0] == cy) & (centre[:, 1] == cx)).nonzero().flatten()
+        for i, oy in enumerate(offsets):
+            for j, ox in enumerate(offsets):
+                costs[group, i, j] = _masked_sad(a[group], b[group], wa[group], wb[group], cy + oy, cx + ox)
+    flat = costs.flatten(1).argmin(dim=1)
+    best = torch.stack([flat // (2 * radius + 1) - radius, flat % (2 * radius + 1) - radius], dim=1)
+    return centre + best, costs, best + radius
+
+
+def global_shifts(warped: torch.Tensor, weight: torch.Tensor, search: int | None = None) -> torch.Tensor:
+    """Global image motion of every frame relative to frame 0, from the pixels in ``weight``.
+
+    Args:
+        warped: float32 (T, 3, H, W); weight: bool (T, 1, H, W), pixels to register on (not
+            holes).
+        search: largest step between consecutive frames in pixels (default max(8, W // 16)).
+
+    Returns:
+        float32 (T, 2): (dy, dx) such that content at (y, x) in frame 0 is at (y + dy, x + dx) in
+        frame t. Consecutive frames are registered by minimising the masked mean absolute
+        difference, coarse to fine (a 4x smaller image over the whole search range, then +-2 px at
+        full size), with a sub-pixel parabola through the neighbouring costs; the steps are
+        accumulated, so every pair of frames gets a sub-pixel offset ``shifts[t'] - shifts[t]``.
+    """
+    t, _, h, w = warped.shape
+    device = warped.device
+    if t < 2:
+        return torch.zeros(t, 2, device=device)
+    gray = warped.mean(dim=1)
+    mask = weight[:, 0].float()
+    search = search or max(8, w // 16)
+    a, b, wa, wb = gray[:-1], gray[1:], mask[:-1], mask[1:]
+    # Coarse: 4x average pooling (weights pooled alike), whole range.
+    pool = torch.nn.functional.avg_pool2d
+    ca, cb = pool(a[:, None] * wa[:, None], 4)[:, 0], pool(b[:, None] * wb[:, None], 4)[:, 0]
+    cwa, cwb = pool(wa[:, None], 4)[:, 0], pool(wb[:, None], 4)[:, 0]
+    ca, cb = ca / cwa.clamp(min=1e-6), cb / cwb.clamp(min=1e-6)
+    cwa, cwb = (cwa > 0.5).float(), (cwb > 0.5).float()
+    zero = torch.zeros(t - 1, 2, dtype=torch.long, device=device)
+    coarse, _, _ = _best_shift(ca, cb, cwa, cwb, zero, max(1, -(-search // 4)))
+    fine, costs, at = _best_shift(a, b, wa, wb, coarse * 4, 2)
+    # Sub-pixel: a parabola through the cost minimum and its two neighbours, per axis.
+    steps = fine.float()
+    rows = torch.arange(t - 1, device=device)
+    size = costs.shape[-1]
+    for axis in (0, 1):
+        i, j = at[:, 0], at[:, 1]
+        lo = (i - 1, j) if axis == 0 else (i, j - 1)
+        hi = (i + 1, j) if axis == 0 else (i, j + 1)
+        inner = (lo[axis] >= 0) & (hi[axis] < size)
+        c0 = costs[rows, i, j]
+        cm = costs[rows, lo[0].clamp(0, size - 1), lo[1].clamp(0, size - 1)]
+        cp = costs[rows, hi[0].clamp(0, size - 1), hi[1].clamp(0, size - 1)]
+        denom = cm - 2 * c0 + cp
+        ok = inner & torch.isfinite(denom) & (denom > 1e-12)
+        frac = torch.where(ok, 0.5 * (cm - cp) / torch.where(ok, denom, torch.ones_like(denom)),
+                           torch.zeros_like(denom))
+        steps[:, axis] += frac.clamp(-0.5, 0.5)
+    return torch.cat([torch.zeros(1, 2, device=device), steps.cumsum(dim=0)], dim=0)
+
+
 def temporal_fill(
     warped: torch.Tensor,
     mask: torch.Tensor,
     disparity: torch.Tensor,
     max_offset: int | None = None,
     min_separation: float = 1.0,
+    motion_compensation: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill holes from the same pixel in the temporally nearest frame that shows background there.
 
@@ -146,15 +233,20 @@ def temporal_fill(
         max_offset: largest frame distance searched (None = the whole clip).
         min_separation: disparity gap in pixels below which the two neighbours of a hole are
             treated as one surface; the acceptance threshold is then background + this value.
+        motion_compensation: look for the pixel at its position moved by the global image motion
+            between the frames (:func:`global_shifts`, camera pan) instead of at the same position.
 
     Returns:
         (right video float32 (T, 3, H, W), filled_from_time bool (T, 1, H, W) marking the hole
         pixels filled from another frame; the rest of the holes used background-fill).
 
-    Acceptance of a candidate frame t' for hole pixel (t, y, x): (y, x) is not a hole at t', its
-    right-view disparity there is finite and below the midpoint between the local background and
-    foreground disparities at t (the two nearest valid row neighbours of the hole): i.e. the
-    candidate shows background, not the occluder that caused the hole.
+    Acceptance of a candidate frame t' for hole pixel (t, y, x): the pixel's position moved by
+    the global image motion from t to t' (same position without ``motion_compensation``) is
+    inside the frame and not a hole at t', its right-view disparity there is finite, below the
+    midpoint between the local background and foreground disparities at t (the two nearest valid
+    row neighbours of the hole), and within a quarter of that gap (at least 0.5 px) of the
+    background's: the candidate shows the background surface, not the occluder that caused the
+    hole nor another layer.
     """
     t_frames = warped.shape[0]
     valid = ~mask
@@ -169,12 +261,30 @@ def temporal_fill(
     hole_t, _, hole_y, hole_x = torch.nonzero(mask, as_tuple=True)
     if hole_t.numel() == 0 or t_frames < 2:
         return base, torch.zeros_like(mask)
-    # Candidate table over (hole pixel, frame): gather the whole time column of each hole pixel.
-    cand_valid = valid[:, 0, hole_y, hole_x].T  # (N, T)
-    cand_disp = disparity_right[:, 0, hole_y, hole_x].T  # (N, T)
-    limit = threshold[hole_t, 0, hole_y, hole_x].unsqueeze(1)  # (N, 1); NaN -> nothing accepted
-    accepted = cand_valid & torch.isfinite(cand_disp) & (cand_disp < limit)
+    _, _, height, width = warped.shape
     frames = torch.arange(t_frames, device=warped.device)
+    # Where each hole pixel's scene point sits in every frame: (N, T) rows and columns.
+    if motion_compensation:
+        # Register on every valid pixel: the mean absolute difference weighs surfaces by area,
+        # so the large background, not a near object, decides (and repetitive textures of a
+        # single layer alone cannot alias the match).
+        shifts = global_shifts(warped, valid)  # (T, 2)
+        offset = shifts.unsqueeze(0) - shifts[hole_t].unsqueeze(1)  # (N, T, 2): frame t -> t'
+        cand_y = torch.round(hole_y.unsqueeze(1) + offset[..., 0]).long()
+        cand_x = torch.round(hole_x.unsqueeze(1) + offset[..., 1]).long()
+    else:
+        cand_y = hole_y.unsqueeze(1).expand(-1, t_frames)
+        cand_x = hole_x.unsqueeze(1).expand(-1, t_frames)
+    inside = (cand_y >= 0) & (cand_y < height) & (cand_x >= 0) & (cand_x < width)
+    cand_y, cand_x = cand_y.clamp(0, height - 1), cand_x.clamp(0, width - 1)
+    cand_t = frames.unsqueeze(0).expand_as(cand_y)
+    cand_valid = valid[cand_t, 0, cand_y, cand_x] & inside  # (N, T)
+    cand_disp = disparity_right[cand_t, 0, cand_y, cand_x]  # (N, T)
+    limit = threshold[hole_t, 0, hole_y, hole_x].unsqueeze(1)  # (N, 1); NaN -> nothing accepted
+    # Same surface as the hole's background neighbour: within a quarter of the fg/bg gap of it.
+    bg_here = background[hole_t, 0, hole_y, hole_x].unsqueeze(1)
+    tolerance = torch.clamp(0.25 * (limit - bg_here), min=0.5)
+    accepted = cand_valid & torch.isfinite(cand_disp) & (cand_disp < limit) & ((cand_disp - bg_here).abs() <= tolerance)
     distance = (frames.unsqueeze(0) - hole_t.unsqueeze(1)).abs()  # (N, T)
     if max_offset is not None:
         accepted &= distance <= max_offset
@@ -186,8 +296,10 @@ def temporal_fill(
     out = base.clone()
     if found.any():
         src_t = best_frame[found]
+        src_y = cand_y[found].gather(1, src_t[:, None])[:, 0]
+        src_x = cand_x[found].gather(1, src_t[:, None])[:, 0]
         ty, tx, tt = hole_y[found], hole_x[found], hole_t[found]
-        out[tt, :, ty, tx] = warped[src_t, :, ty, tx]
+        out[tt, :, ty, tx] = warped[src_t, :, src_y, src_x]
     filled_from_time = torch.zeros_like(mask)
     filled_from_time[hole_t[found], 0, hole_y[found], hole_x[found]] = True
     return out, filled_from_time
@@ -278,12 +390,15 @@ class TemporalFill(Method):
                  "hole pixels copy the same pixel from the nearest frame where it shows background "
                  "(disparity-checked), else background-fill; assumes a static-ish camera")
 
-    def __init__(self, seed: int = 0, max_offset: int | None = None, min_separation: float = 1.0, **options):
+    def __init__(self, seed: int = 0, max_offset: int | None = None, min_separation: float = 1.0,
+                 motion_compensation: bool = True, **options):
         super().__init__(seed=seed, **options)
         self.max_offset = max_offset
         self.min_separation = float(min_separation)
+        self.motion_compensation = bool(motion_compensation)
 
     def refine(self, inp: StereoInput) -> torch.Tensor:
         out, _ = temporal_fill(inp.warped.float(), inp.mask, inp.disparity.float(),
-                               max_offset=self.max_offset, min_separation=self.min_separation)
+                               max_offset=self.max_offset, min_separation=self.min_separation,
+                               motion_compensation=self.motion_compensation)
         return out
