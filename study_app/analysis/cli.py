@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-invalid", choices=("error", "exclude"), default="error",
                         help="rows that break the schema (missing or out-of-range rank...): stop, or exclude their trials "
                              "and list them in the report (default: %(default)s)")
+    parser.add_argument("--wilcoxon", choices=("auto", "approx", "exact"), default="auto",
+                        help="p-values of the paired Wilcoxon post hoc: scipy's 'auto' (exact/permutation for small "
+                             "samples, about 1 s per pair with ties) or the normal approximation (default: %(default)s)")
     g = parser.add_argument_group("exclusion rule (applied before the analysis, reported)")
     g.add_argument("--max-attention-fail", type=_optional_float, default=0.25,
                    help="exclude participants failing more than this share of attention trials; 'none' disables "
@@ -183,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
             raise StereobenchError(f"{name} must be at least 10, not {value}")
     options = AnalysisOptions(seed=args.seed, n_boot=args.n_boot, n_perm=args.n_perm, n_boot_model=args.n_boot_model,
                               methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                              incomplete=args.incomplete, on_invalid=args.on_invalid, rule=_rule(args))
+                              incomplete=args.incomplete, on_invalid=args.on_invalid, rule=_rule(args),
+                              wilcoxon_method=args.wilcoxon)
     result = analyze_files(responses, options)
     paths = write_report(result, args.out)
     for line in paths["summary"]:
