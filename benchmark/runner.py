@@ -640,7 +640,9 @@ def _leaderboard(config: RunConfig, run_id: str, protocol, summary: RunSummary) 
     out_dir = Path(config.out) / run_id / "leaderboard"
     result = build_leaderboard(frame, out_dir, title=config.title or default_title(config, protocol))
     summary.leaderboard_paths = dict(result) if isinstance(result, dict) else {"result": result}
-    md = out_dir / "leaderboard.md"
+    md = out_dir / "summary.md"  # the overall tables; leaderboard.md has every region and protocol
+    if not md.is_file():
+        md = out_dir / "leaderboard.md"
     if md.is_file():
         summary.leaderboard_text = md.read_text(encoding="utf-8")
 
