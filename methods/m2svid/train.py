@@ -1,0 +1,303 @@
+"""End-to-end training of M2SVid (the paper's objective), with accelerate.
+
+Loss per clip (OFFICIAL_CODE_FACTS.md D): the U-Net runs once on a zero latent at sigma = 700
+and gives z = c_out F. Then
+
+* latent L2: mean over each frame's latent of (z - target)^2, target = 0.18215 x VAE encode of
+  the ground-truth right frame (a *posterior sample*), weighted by w = (sigma^2 + 1) / sigma^2;
+* image L1: mean |decode(z / 0.18215) - GT| per frame (GT in [-1, 1]), weighted by w;
+* LPIPS (VGG16 trunk, v0.1 linear layers) per frame on [-1, 1] inputs;
+
+all weights 1, averaged over frames and batch. Gradients flow through the frozen temporal
+decoder; only the U-Net is trained (VAE and CLIP frozen). AdamW (default betas), lr 2e-6,
+gradient clipping 1.0, gradient accumulation 2, no scheduler, no EMA, conditioning
+augmentation cond_aug = exp(-3 + 0.5 N(0,1)) as both the time id and the noise strength.
+
+Data: any dataset the suite loads with ground-truth right views and disparity
+(``benchmark.datasets.get_dataset``), through the shared protocol and warp
+(``benchmark.stereo.protocol.apply_protocol`` + ``benchmark.stereo.cache.build_stereo_input``),
+with random temporal windows and random crops. Multi-GPU / multi-node data parallel, mixed
+precision and resumable checkpoints come from ``accelerate`` (launch with ``accelerate launch
+-m benchmark.cli train m2svid ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from benchmark.errors import StereobenchError
+from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
+from methods.m2svid.pipeline import M2SVidPipeline, edm_v_scalings
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train` (defaults: the official training configuration).
+
+    init: a converted M2SVid folder, an SVD img2vid-xt folder / cached hub id (its 8-channel
+    U-Net is expanded to 13 channels as the official init does), or ``"tiny"`` (random tiny
+    model: tests and smoke runs). output_dir: checkpoints (``checkpoints/step-N``), the final
+    diffusers folder (``final/``) and ``log.jsonl``.
+    """
+
+    init: str
+    output_dir: str
+    dataset: str = "synthetic"
+    dataset_options: dict = field(default_factory=dict)
+    protocol: str = "paper"
+    frames: int = 16
+    size: int = 256
+    max_clips: int | None = None
+    steps: int = 1000
+    learning_rate: float = 2e-6
+    gradient_accumulation: int = 2
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    validate_every: int = 0
+    lpips_net: str | None = "vgg"
+    latent_weight: float = 1.0
+    l1_weight: float = 1.0
+    lpips_weight: float = 1.0
+    full_attention: bool = True
+    seed: int = 0
+    resume: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class TrainSample:
+    """One training clip: left, warped (holes 0), hole mask, ground-truth right, frame rate."""
+
+    left: torch.Tensor
+    warped: torch.Tensor
+    mask: torch.Tensor
+    right: torch.Tensor
+    fps: float
+
+
+class ClipWindows(torch.utils.data.Dataset):
+    """Random (frames x size x size) windows of training clips; one epoch = ``length`` draws.
+
+    Windows are drawn from a generator seeded by (seed, index), so a resumed run sees the same
+    sequence of samples.
+    """
+
+    def __init__(self, samples: list[TrainSample], frames: int, size: int, seed: int = 0, length: int = 10_000):
+        if not samples:
+            raise StereobenchError("no training clips: the dataset yielded no clip with a ground-truth right view")
+        self.samples, self.frames, self.size, self.seed, self.length = samples, frames, size, seed, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        sample = self.samples[int(torch.randint(len(self.samples), (1,), generator=g))]
+        total, _, height, width = sample.left.shape
+        frames = min(self.frames, total)
+        t0 = int(torch.randint(total - frames + 1, (1,), generator=g))
+        side = min(self.size, height, width)
+        y0 = int(torch.randint(height - side + 1, (1,), generator=g))
+        x0 = int(torch.randint(width - side + 1, (1,), generator=g))
+        crop = lambda v: v[t0:t0 + frames, :, y0:y0 + side, x0:x0 + side]  # noqa: E731
+        return {"left": crop(sample.left), "warped": crop(sample.warped), "mask": crop(sample.mask),
+                "right": crop(sample.right), "fps": torch.tensor(float(sample.fps))}
+
+
+def load_training_samples(config: TrainConfig) -> list[TrainSample]:
+    """Clips of ``config.dataset`` through the shared protocol and warp (ground truth required)."""
+    from benchmark.datasets import get_dataset
+    from benchmark.stereo.cache import build_stereo_input
+    from benchmark.stereo.protocol import apply_protocol
+
+    dataset = get_dataset(config.dataset, **config.dataset_options)
+    names = list(dataset.clip_names())[: config.max_clips]
+    samples = []
+    for name in tqdm(names, desc="loading training clips", disable=len(names) < 4):
+        clip = apply_protocol(dataset.load_clip(name), config.protocol)
+        if clip.right is None or clip.disparity is None:
+            continue
+        inp = build_stereo_input(clip, config.protocol)
+        samples.append(TrainSample(inp.left, inp.warped, inp.mask, clip.right.float(), clip.fps))
+    return samples
+
+
+def build_pipeline_for_training(init: str, full_attention: bool = True) -> M2SVidPipeline:
+    """The model to train: a converted M2SVid folder, an SVD folder/hub id (expanded), or "tiny"."""
+    from methods.m2svid.pipeline import check_weights_folder, load_pipeline, resolve_weights_folder, tiny_components
+
+    if init == "tiny":
+        unet, vae, encoder = tiny_components(seed=0)
+        unet.full_attention = full_attention
+        return M2SVidPipeline(unet, vae, encoder)
+    folder = resolve_weights_folder(init)
+    if not check_weights_folder(folder):
+        return load_pipeline(folder, full_attention=full_attention)
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionModelWithProjection
+
+    from methods.m2svid.model import expand_conv_in
+
+    missing = [p for p in ("unet", "vae", "image_encoder") if not (folder / p / "config.json").exists()]
+    if missing:
+        raise StereobenchError(f"--init {init}: {folder} is neither a converted M2SVid folder nor an SVD img2vid-xt "
+                               f"folder (missing {', '.join(missing)})")
+    unet = expand_conv_in(UNetSpatioTemporalConditionModel.from_pretrained(folder / "unet"))
+    unet.full_attention = full_attention
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(folder / "vae")
+    encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder")
+    return M2SVidPipeline(unet, vae, encoder)
+
+
+def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: torch.Generator | None = None,
+                weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
+    """The paper's training loss for a batch of clips (B, T, 3, H, W); returns (loss, parts)."""
+    unet, vae = pipe.unet, pipe.vae
+    device = next(unet.parameters()).device
+    left, warped, right = (batch[k].to(device, torch.float32) for k in ("left", "warped", "right"))
+    mask = batch["mask"].to(device)
+    batch_size, frames = left.shape[:2]
+    sigma = SIGMA_MAX
+    w = (sigma**2 + 1) / sigma**2  # VWeighting
+    _, c_out, _, c_noise = edm_v_scalings(sigma)
+    with torch.no_grad():
+        concat, tokens, ids, targets, gt_m11 = [], [], [], [], []
+        for b in range(batch_size):  # loop over clips of the batch (B is 1 per GPU officially)
+            cond_aug = math.exp(-3 + 0.5 * float(torch.randn((), generator=generator)))
+            m = F.max_pool2d(mask[b].float(), 3, stride=1, padding=1) > 0.5
+            left_m11 = left[b] * 2 - 1
+            warped_m11 = torch.where(m, 0.0, warped[b]) * 2 - 1
+            noise = torch.randn((2, *left_m11.shape), generator=generator).to(device)
+            c, i = pipe.conditioning(left_m11 + cond_aug * noise[0], warped_m11 + cond_aug * noise[1], m, float(batch["fps"][b]))
+            i[0, 2] = cond_aug
+            concat.append(c), ids.append(i), tokens.append(pipe.clip_tokens(left_m11)[None])
+            gt = right[b] * 2 - 1
+            gt_m11.append(gt)
+            posterior = vae.encode(gt.to(pipe.dtype)).latent_dist
+            sample_noise = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
+            targets.append(LATENT_SCALE * (posterior.mean + posterior.std * sample_noise))
+        concat, tokens, ids = torch.cat(concat), torch.cat(tokens), torch.cat(ids)
+        target, gt_m11 = torch.stack(targets).float(), torch.stack(gt_m11)
+    sample = torch.cat([torch.zeros_like(concat[:, :, :4]), concat], dim=2)
+    z = c_out * unet(sample, c_noise, tokens, ids)
+    latent_l2 = w * ((z.float() - target) ** 2).mean(dim=(2, 3, 4)).mean()
+    decoded = vae.decode((z / LATENT_SCALE).flatten(0, 1).to(pipe.dtype), num_frames=frames).sample.float()
+    gt_flat = gt_m11.flatten(0, 1)
+    l1 = w * (decoded - gt_flat).abs().mean(dim=(1, 2, 3)).mean()
+    lpips_value = torch.zeros((), device=device)
+    if lpips_model is not None and weights[2]:
+        lpips_value = lpips_model(decoded, gt_flat).mean()
+    loss = weights[0] * latent_l2 + weights[1] * l1 + weights[2] * lpips_value
+    parts = {"loss": loss, "latent_l2": latent_l2, "l1": l1, "lpips": lpips_value}
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    found = sorted((output_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return next((p for p in reversed(found) if (p / "trainer_state.json").exists()), None)
+
+
+def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M2SVidPipeline | None = None) -> dict:
+    """Train the U-Net; returns ``{"step", "history", "output_dir"}``. Resumes from the latest
+    complete checkpoint in ``output_dir`` when ``config.resume``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation,
+                              project_dir=str(output_dir))
+    set_seed(config.seed)
+    pipe = pipe or build_pipeline_for_training(config.init, config.full_attention)
+    samples = samples if samples is not None else load_training_samples(config)
+    lpips_model = None
+    if config.lpips_net and config.lpips_weight:
+        from benchmark.metrics.lpips_weights import load_lpips
+
+        lpips_model = load_lpips(config.lpips_net, accelerator.device).requires_grad_(False)
+    unet = pipe.unet.train().requires_grad_(True)
+    pipe.vae.to(accelerator.device).requires_grad_(False)
+    pipe.image_encoder.to(accelerator.device).requires_grad_(False)
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
+    data = ClipWindows(samples, config.frames, config.size, seed=config.seed,
+                       length=config.steps * config.gradient_accumulation * accelerator.num_processes)
+    loader = torch.utils.data.DataLoader(data, batch_size=1, shuffle=False, num_workers=config.num_workers)
+    unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
+    pipe.unet = unet
+
+    step, history = 0, []
+    latest = _latest_checkpoint(output_dir) if config.resume else None
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        step = json.loads((latest / "trainer_state.json").read_text())["step"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    generator = torch.Generator().manual_seed(config.seed * 7919 + step)
+    batches = iter(accelerator.skip_first_batches(loader, step * config.gradient_accumulation) if step else loader)
+    weights = (config.latent_weight, config.l1_weight, config.lpips_weight)
+    progress = tqdm(total=config.steps, initial=step, desc="m2svid train", disable=not accelerator.is_main_process)
+    log = output_dir / "log.jsonl"
+    while step < config.steps:
+        start = time.perf_counter()
+        for _ in range(config.gradient_accumulation):
+            batch = next(batches)
+            with accelerator.accumulate(unet), accelerator.autocast():
+                loss, parts = m2svid_loss(pipe, batch, lpips_model, generator, weights)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+        step += 1
+        parts.update(step=step, seconds=time.perf_counter() - start)
+        history.append(parts)
+        progress.update(1)
+        progress.set_postfix(loss=f"{parts['loss']:.4f}")
+        if accelerator.is_main_process:
+            with open(log, "a") as fh:
+                fh.write(json.dumps(parts) + "\n")
+        if config.validate_every and step % config.validate_every == 0:
+            validate(pipe, samples[:1], output_dir, step)
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+            target = output_dir / "checkpoints" / f"step-{step}"
+            accelerator.save_state(str(target))
+            if accelerator.is_main_process:
+                tmp = target / ".trainer_state.json.tmp"
+                tmp.write_text(json.dumps({"step": step}))
+                os.replace(tmp, target / "trainer_state.json")
+    progress.close()
+    unet.eval()
+    return {"step": step, "history": history, "output_dir": str(output_dir)}
+
+
+def validate(pipe: M2SVidPipeline, samples: list[TrainSample], output_dir: Path, step: int) -> list[dict]:
+    """Score the current model on ``samples`` with the suite's Scorer (PSNR / SSIM, no LPIPS
+    for speed); rows are appended to ``validation.jsonl``."""
+    from benchmark.metrics.scorer import Scorer
+
+    unet = pipe.unet
+    was_training = unet.training
+    unet.eval()
+    scorer = Scorer(metrics=["psnr"], device=next(unet.parameters()).device)
+    rows = []
+    with torch.no_grad():
+        for index, sample in enumerate(samples):
+            pred = pipe(sample.left, sample.warped, sample.mask, fps=sample.fps)
+            for row in scorer.score(pred, scorer.prepare_reference(sample.right, sample.mask)):
+                rows.append({"step": step, "clip": index, **row})
+    with open(output_dir / "validation.jsonl", "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    unet.train(was_training)
+    return rows
