@@ -118,20 +118,24 @@ def test_shared_warp_beats_m2svid_and_svg_warps(quality_quick):
         assert quality_quick["shared"]["psnr_common"] >= quality_quick[name]["psnr_common"], quality_quick
 
 
-# Measured on the Middlebury clip (docs/datasets.md): StereoCrafter's soft (softmax-weighted) splat beats the
-# shared warp on the real pair, by 0.27 dB on the common pixels (27.81 vs 27.54, paper protocol)
-# and 0.89 dB on each warp's own non-hole pixels (it marks 19% holes vs 16%). The gap sits in
-# pixels where several sources land (stretch/occlusion edges); on one-to-one pixels the shared
-# warp is equal or better. Reported to the lead; not hidden by a looser assertion.
 @needs_native
-@pytest.mark.xfail(reason="StereoCrafter's soft splat beats the shared warp on the real Middlebury pair "
-                          "(27.81 vs 27.54 dB common pixels); see docs/datasets.md", strict=False)
 @pytest.mark.parametrize("protocol", ["quick", pytest.param("paper", marks=pytest.mark.slow)])
 def test_shared_warp_at_least_as_good_as_native_warps(protocol, quality_quick):
     """On the real pair the shared warp predicts the real right view at least as well as every
-    method's own warp, over each warp's own non-hole pixels and over the common ones."""
+    method's own warp, on the same pixels (valid GT disparity, no warp marks them as hole)."""
     from benchmark.datasets.middlebury import warp_quality
 
     rows = quality_quick if protocol == "quick" else {r["warp"]: r for r in warp_quality("pan-right", protocol)}
     assert rows["shared"]["psnr_common"] >= max(rows[n]["psnr_common"] for n in NATIVE), rows
+
+
+# Each warp's OWN non-hole pixels differ between warps: StereoCrafter's soft mask declares ~3
+# points more pixels holes (the hardest ones, at depth edges), which raises its PSNR there
+# (27.27 vs 26.59 dB for the shared warp, paper protocol). Reported in docs/datasets.md; kept
+# visible as a non-strict xfail rather than hidden.
+@needs_native
+@pytest.mark.xfail(reason="on its own (larger) hole mask StereoCrafter's warp scores higher: 27.27 vs 26.59 dB; "
+                          "see docs/datasets.md", strict=False)
+def test_shared_warp_at_least_as_good_on_each_warps_own_pixels(quality_quick):
+    rows = quality_quick
     assert rows["shared"]["psnr_own"] >= max(rows[n]["psnr_own"] for n in NATIVE), rows
