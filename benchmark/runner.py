@@ -329,6 +329,7 @@ def _check_weights(slot: MethodSlot, device: torch.device) -> None:
 
 def _pending(slot: MethodSlot, dataset: str, clip: str, done: set, errored: set, overwrite: Overwrite) -> bool:
     pair = (slot.label, dataset, clip)
+    overwrite = Overwrite(overwrite)
     if overwrite is Overwrite.ALWAYS:
         return True
     if overwrite is Overwrite.NEVER:

@@ -1,0 +1,250 @@
+"""The runner end to end on tiny synthetic clips: rows, resume after SIGKILL, errors, bad input.
+
+Tiny on purpose: 2 synthetic clips of 4 frames at 192x192 (MS-SSIM needs > 160 px), metrics psnr,
+msssim and lpips_alex, three cheap baselines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import parse_config
+from benchmark.errors import StereobenchError
+from benchmark.results import read_rows
+from benchmark.runner import run_benchmark
+from methods.base import Method, MethodMeta
+from methods.registry import METHODS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_PROTOCOL = {"name": "quick", "num_frames": 4, "short_side": 192, "crop": [192, 192]}
+METHODS_UNDER_TEST = ["left-copy", "warp-only", "background-fill"]
+
+
+def tiny_config(tmp_path: Path, **overrides):
+    data = {
+        "datasets": [{"name": "synthetic", "options": {"num_clips": 2, "size": 192, "num_frames": 4}}],
+        "methods": METHODS_UNDER_TEST,
+        "protocol": TINY_PROTOCOL,
+        "metrics": ["psnr", "msssim", "lpips_alex"],
+        "out": str(tmp_path / "runs"),
+        "cache": str(tmp_path / "cache"),
+        "device": "cpu",
+    }
+    data.update(overrides)
+    return parse_config(data)
+
+
+def quality(rows):
+    """{(method, dataset, clip, region, protocol, metric): value} of the quality rows."""
+    return {(r.method, r.dataset, r.clip, r.region, r.protocol, r.metric): r.value for r in rows if r.kind == "quality"}
+
+
+def same_values(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if x != y and not (x != x and y != y):  # NaN == NaN here
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clean")
+    config = tiny_config(tmp)
+    summary = run_benchmark(config, progress=False, echo=lambda s: None)
+    return tmp, config, summary, read_rows(summary.run_dir, report=False)
+
+
+def test_clean_run_writes_every_pair_and_the_leaderboard(clean_run):
+    tmp, config, summary, rows = clean_run
+    pairs = {(m, "synthetic", c) for m in METHODS_UNDER_TEST for c in ("scene-000", "scene-001")}
+    assert {r.pair for r in rows if r.kind == "marker"} == pairs
+    q = quality(rows)
+    # 3 metrics x 3 regions x 2 scoring protocols per pair
+    assert len(q) == len(pairs) * 3 * 3 * 2
+    timing = {(r.pair, r.metric) for r in rows if r.kind == "timing"}
+    for pair in pairs:
+        assert (pair, "time_refine_s") in timing and (pair, "time_refine_s_per_frame") in timing
+        assert (pair, "time_score_s") in timing and (pair, "peak_mem_bytes") in timing
+    assert not summary.errors and not [r for r in rows if r.kind == "error"]
+    assert (summary.run_dir / "leaderboard" / "leaderboard.html").is_file()
+    import json
+
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["extra"]["config_hash"] == config.content_hash()
+    # warp-only = ground truth outside the holes up to the warp's resampling; left-copy is worst in full PSNR
+    full_psnr = {m: sum(v for k, v in q.items() if k[0] == m and k[3:] == ("full", "strict", "psnr")) for m in METHODS_UNDER_TEST}
+    assert full_psnr["background-fill"] > full_psnr["warp-only"]
+    inside = {m: sum(v for k, v in q.items() if k[0] == m and k[3:] == ("inside", "strict", "psnr")) for m in METHODS_UNDER_TEST}
+    assert inside["background-fill"] > inside["warp-only"]
+
+
+def test_explicit_run_id_of_a_finished_run_recomputes_nothing(clean_run, tmp_path):
+    tmp, config, summary, rows = clean_run
+    # an explicit run id of a finished run: everything is complete, nothing recomputed
+    again = run_benchmark(parse_config({**config.to_dict(), "run_id": summary.run_id, "leaderboard": False}),
+                          progress=False, echo=lambda s: None)
+    assert again.run_id == summary.run_id and again.pairs_done == 0 and again.pairs_skipped_complete == 6
+    assert same_values(quality(read_rows(summary.run_dir, report=False)), quality(rows))
+
+
+def test_sigkill_mid_run_then_resume_gives_the_clean_rows(clean_run, tmp_path):
+    _, _, _, clean_rows = clean_run
+    config_path = tmp_path / "tiny.yaml"
+    import yaml
+
+    config = tiny_config(tmp_path, leaderboard=False)
+    config_path.write_text(yaml.safe_dump(config.to_dict()))
+    cmd = [sys.executable, "-m", "benchmark.cli", "run", "--config", str(config_path), "--no-progress"]
+    env = dict(os.environ, STEREOBENCH_FAULT="kill-after-pairs:3")
+    killed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    partial = read_rows(runs[0], report=False)
+    assert len({r.pair for r in partial if r.kind == "marker"}) == 3
+    # the same command again, in-process: resumes the unfinished run with the same config hash
+    summary = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert summary.resumed and summary.run_id == runs[0].name
+    assert summary.pairs_done == 3 and summary.pairs_skipped_complete == 3
+    final = read_rows(runs[0], report=False)
+    assert same_values(quality(final), quality(clean_rows))
+    # no duplicates on disk: each pair's marker was written exactly once
+    raw = [line for path in runs[0].glob("rows*.jsonl") for line in path.read_text().splitlines() if line.strip()]
+    markers = [line for line in raw if '"kind": "marker"' in line]
+    assert len(markers) == 6
+
+
+class Boom(Method):
+    meta = MethodMeta(name="boom", display_name="Boom", licence="test")
+
+    def refine(self, inp):
+        if inp.clip_id.endswith("scene-001"):
+            raise RuntimeError("boom on purpose")
+        return inp.warped.clone()
+
+
+class NeedsWeights(Method):
+    meta = MethodMeta(name="needs-weights", display_name="Needs weights", licence="test")
+
+    def weights_status(self):
+        from methods.base import WeightsStatus
+
+        return WeightsStatus(present=False, location="/nowhere", how_to_get="run `get-the-weights --now`")
+
+    def refine(self, inp):  # pragma: no cover - never called
+        raise AssertionError("a method without weights must not run")
+
+
+@pytest.fixture
+def fake_methods():
+    METHODS.register("boom", "tests.test_runner:Boom")
+    METHODS.register("needs-weights", "tests.test_runner:NeedsWeights")
+    yield
+    METHODS._paths.pop("boom", None)
+    METHODS._paths.pop("needs-weights", None)
+
+
+def test_failing_method_and_missing_weights_are_recorded_and_the_run_goes_on(tmp_path, fake_methods):
+    config = tiny_config(tmp_path, methods=["boom", "needs-weights", "left-copy"], metrics=["psnr"], leaderboard=False)
+    lines = []
+    summary = run_benchmark(config, progress=False, echo=lines.append)
+    rows = read_rows(summary.run_dir, report=False)
+    errors = [r for r in rows if r.kind == "error"]
+    assert [(r.method, r.clip) for r in errors] == [("boom", "scene-001")]
+    assert "boom on purpose" in errors[0].error and errors[0].metric == "error_refine"
+    assert any(r.method == "boom" and r.clip == "scene-000" and r.kind == "quality" for r in rows)
+    assert {r.clip for r in rows if r.method == "left-copy" and r.kind == "marker"} == {"scene-000", "scene-001"}
+    skips = [r for r in rows if r.kind == "skip"]
+    assert [(r.method, r.dataset) for r in skips] == [("needs-weights", "synthetic")]
+    assert "get-the-weights --now" in skips[0].error
+    text = "\n".join(lines)
+    assert "get-the-weights --now" in text and "boom on purpose" in text
+    # resume retries only the errored pair (only-missing), never duplicates the skip row
+    again = run_benchmark(parse_config({**config.to_dict(), "run_id": summary.run_id}), progress=False,
+                          echo=lambda s: None)
+    assert again.pairs_done == 1
+    rows = read_rows(summary.run_dir, report=False)
+    assert len([r for r in rows if r.kind == "skip"]) == 1
+    # overwrite "never" keeps the error and runs nothing
+    never = run_benchmark(parse_config({**config.to_dict(), "run_id": summary.run_id, "overwrite": "never"}),
+                          progress=False, echo=lambda s: None)
+    assert never.pairs_done == 0
+
+
+def test_unknown_method_suggests(tmp_path, capsys):
+    code = main(["run", "--method", "temporal-fil", "--out", str(tmp_path), "--no-progress"])
+    assert code == 2
+    assert "Did you mean 'temporal-fill'" in capsys.readouterr().err
+
+
+def test_config_typo_names_the_key(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: [synthetic]\nmetrcs: [psnr]\n")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "metrcs" in err and "Did you mean 'metrics'" in err and "Traceback" not in err
+
+
+def test_unwritable_results_folder_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the results folder should be")
+    code = main(["run", "--dataset", "synthetic", "--option", "num_clips=1", "--method", "left-copy",
+                 "--metrics", "psnr", "--out", str(blocker / "runs"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot write results" in err and "--out" in err
+
+
+def test_disk_full_while_writing_keeps_completed_pairs_and_resumes(tmp_path, monkeypatch):
+    import errno
+
+    import benchmark.results as results
+
+    config = tiny_config(tmp_path, metrics=["psnr"], leaderboard=False)
+    real_write, calls = os.write, {"n": 0}
+
+    def full_disk(fd, data):
+        # the 3rd batch hits a full disk after half of its bytes
+        if len(data) > 200:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                real_write(fd, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(results.os, "write", full_disk)
+    with pytest.raises(StereobenchError, match="free space and rerun"):
+        run_benchmark(config, progress=False, echo=lambda s: None)
+    monkeypatch.setattr(results.os, "write", real_write)
+    run_dir = next((tmp_path / "runs").iterdir())
+    kept = read_rows(run_dir, report=False)
+    assert len({r.pair for r in kept if r.kind == "marker"}) == 2  # the half batch is not a pair
+    summary = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert summary.resumed and summary.pairs_done == 4
+    final = read_rows(run_dir, report=False)
+    assert len({r.pair for r in final if r.kind == "marker"}) == 6
+    assert len(quality(final)) == 6 * 3 * 2
+
+
+def test_shard_flag_splits_clips(tmp_path):
+    config = tiny_config(tmp_path, methods=["left-copy"], metrics=["psnr"], leaderboard=False)
+    a = run_benchmark(config, shard="0/2", progress=False, echo=lambda s: None)
+    b = run_benchmark(config, shard="1/2", progress=False, echo=lambda s: None)
+    assert a.run_id == b.run_id and a.run_id.startswith("shard-")
+    files = sorted(p.name for p in a.run_dir.glob("rows*.jsonl"))
+    assert files == ["rows-rank0.jsonl", "rows-rank1.jsonl"]
+    clips = {p: {r.clip for r in read_rows(a.run_dir / p, report=False) if r.kind == "marker"} for p in files}
+    assert clips == {"rows-rank0.jsonl": {"scene-000"}, "rows-rank1.jsonl": {"scene-001"}}
+    with pytest.raises(StereobenchError, match="i/n"):
+        run_benchmark(config, shard="2/2", progress=False)
