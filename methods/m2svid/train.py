@@ -209,7 +209,7 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M2SVidPipeline | None = None) -> dict:
-    """Train the U-Net; returns ``{"step", "history", "output_dir"}``. Resumes from the latest
+    """Train the U-Net; returns ``{"step", "history", "output_dir", "pipeline"}``. Resumes from the latest
     complete checkpoint in ``output_dir`` when ``config.resume``."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -278,8 +278,8 @@ def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M
                 tmp.write_text(json.dumps({"step": step}))
                 os.replace(tmp, target / "trainer_state.json")
     progress.close()
-    unet.eval()
-    return {"step": step, "history": history, "output_dir": str(output_dir)}
+    pipe.unet = accelerator.unwrap_model(unet).eval()
+    return {"step": step, "history": history, "output_dir": str(output_dir), "pipeline": pipe}
 
 
 def validate(pipe: M2SVidPipeline, samples: list[TrainSample], output_dir: Path, step: int) -> list[dict]:
