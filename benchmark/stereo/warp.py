@@ -150,7 +150,7 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
     ws.z_max.scatter_reduce_(0, ws.base, disp, reduce="amax", include_self=True)
     torch.add(ws.base, 1, out=ws.target)
     torch.le(ws.frac, 0.0, out=ws.flag)
-    torch.where(ws.flag, float("-inf"), disp, out=ws.source)  # weight-0 splats do not occlude
+    ws.source.copy_(disp).masked_fill_(ws.flag, float("-inf"))  # weight-0 splats do not occlude
     ws.z_max.scatter_reduce_(0, ws.target, ws.source, reduce="amax", include_self=True)
     ws.accum.zero_()
     total = ws.accum[c]
