@@ -122,6 +122,10 @@ def test_power_grows_with_sample_and_is_calibrated():
     # Under no difference the rejection rate is the size of the test.
     pw = power.pairwise_power([8], [20], share=0.5, tie_share=0.2, participant_sd=0.0, n_sim=3000, seed=0)
     assert pw["power_sign_test"].iloc[0] < 0.07
+    # With answers clustered by participant, the pooled sign test is liberal; the participant-level test is not.
+    pw = power.pairwise_power([5], [21], share=0.5, tie_share=0.3, participant_sd=1.0, n_sim=3000, seed=0)
+    assert pw["power_sign_test"].iloc[0] > 0.15
+    assert pw["power_participant_level"].iloc[0] < 0.08
     pw = power.pairwise_power([5, 20], [21], share=0.8, n_sim=1000, seed=0)
     assert pw["power_sign_test"].iloc[1] >= pw["power_sign_test"].iloc[0]
     assert power.smallest_design(pw, "power_sign_test", 0.8)["n_participants"] == 5
