@@ -1,0 +1,168 @@
+"""Video I/O round trips, frame-rate resampling and bad-input errors (tiny videos written here)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.errors import StereobenchError
+from benchmark.stereo.video_io import (
+    iter_video, read_mask, read_video, write_frames, write_mask, write_video)
+
+
+def _smooth_video(t=6, h=48, w=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    phase = torch.rand(t, 3, 1, 1, generator=g) * 6
+    return (0.5 + 0.4 * torch.sin(3 * xx + 2 * yy + phase)).float()
+
+
+def _index_video(n, h=32, w=32):
+    """Frame k is uniformly grey at level 8k: its index is recoverable after lossy coding."""
+    return (torch.arange(n).float() * 8 / 255).view(n, 1, 1, 1).expand(n, 3, h, w).contiguous()
+
+
+def _decoded_index(video):
+    return (video[:, :, 8:24, 8:24].mean(dim=(1, 2, 3)) * 255 / 8).round().long().tolist()
+
+
+def _psnr(a, b):
+    return 10 * math.log10(1 / float(((a - b) ** 2).mean()))
+
+
+def test_mp4_round_trip_psnr(tmp_path):
+    video = _smooth_video()
+    path = write_video(tmp_path / "a.mp4", video, fps=24)
+    data = read_video(path)
+    assert data.frames.shape == video.shape and data.frames.dtype == torch.float32
+    assert data.fps == pytest.approx(24)
+    assert _psnr(data.frames, video) > 35
+    torch.testing.assert_close(data.timestamps, torch.arange(6, dtype=torch.float64) / 24, atol=1e-6, rtol=0)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic: no temporary left behind
+
+
+def test_mp4_is_browser_friendly(tmp_path):
+    av = pytest.importorskip("av")
+    path = write_video(tmp_path / "b.mp4", _smooth_video(t=3, h=21, w=33), fps=10)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == (34, 22)  # odd sizes padded to even
+    # +faststart: the moov atom comes before mdat.
+    raw = path.read_bytes()
+    assert raw.find(b"moov") < raw.find(b"mdat")
+    data = read_video(path)
+    # Padding replicates the last row/column.
+    assert torch.equal(data.frames[..., -1, :], data.frames[..., -2, :]) or _psnr(data.frames[..., -1, :], data.frames[..., -2, :]) > 35
+
+
+def test_png_round_trip_is_exact(tmp_path):
+    video = torch.randint(0, 256, (4, 3, 10, 12), generator=torch.Generator().manual_seed(1)).float() / 255
+    write_frames(tmp_path / "frames", video)
+    data = read_video(tmp_path / "frames", folder_fps=12)
+    assert torch.equal(data.frames, video)
+    assert data.fps == 12
+    # Rewriting replaces the folder atomically.
+    write_frames(tmp_path / "frames", video[:2])
+    assert read_video(tmp_path / "frames").num_frames == 2
+
+
+def test_folder_sorted_naturally(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "nat"
+    folder.mkdir()
+    for k in (1, 2, 10):
+        Image.fromarray(np.full((4, 4, 3), 8 * k, np.uint8)).save(folder / f"f{k}.png")
+    data = read_video(folder)
+    assert (data.frames[:, 0, 0, 0] * 255 / 8).round().tolist() == [1, 2, 10]
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx265", ".mkv"), ("libvpx-vp9", ".webm"), ("libx264", ".mov")])
+def test_reads_other_codecs_and_containers(tmp_path, codec, suffix):
+    av = pytest.importorskip("av")
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this FFmpeg build")
+    video = _smooth_video(t=4, h=32, w=48)
+    frames = (video.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+    path = tmp_path / f"clip{suffix}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        if codec == "libx265":
+            stream.options = {"x265-params": "log-level=none"}
+        for arr in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = read_video(path)
+    assert data.frames.shape == (4, 3, 32, 48)
+    assert _psnr(data.frames, video) > 30
+
+
+def test_fps_resampling_picks_nearest_frames(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", _index_video(30), fps=30)
+    assert _decoded_index(read_video(path).frames) == list(range(30))
+    # 5 fps from 30 fps: frames 0, 6, 12, 18, 24 (t = k / 5 s).
+    data = read_video(path, fps=5)
+    assert _decoded_index(data.frames) == [0, 6, 12, 18, 24]
+    torch.testing.assert_close(data.timestamps, torch.arange(5, dtype=torch.float64) / 5)
+    # 7 fps: nearest frame to 30 k / 7 = 0, 4.29, 8.57, 12.86, ... -> 0, 4, 9, 13, 17, 21, 26
+    assert _decoded_index(read_video(path, fps=7).frames) == [round(30 * k / 7) for k in range(7)]
+    # max_frames stops early; start_time shifts the clock.
+    assert _decoded_index(read_video(path, fps=5, max_frames=2).frames) == [0, 6]
+    assert _decoded_index(read_video(path, fps=10, start_time=0.5, max_frames=3).frames) == [15, 18, 21]
+    assert _decoded_index(read_video(path, max_frames=4, start_time=0.2).frames) == [6, 7, 8, 9]
+
+
+def test_iter_video_chunks_concatenate_to_read_video(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", _index_video(23), fps=30)
+    chunks = list(iter_video(path, chunk_frames=5))
+    assert [c.num_frames for c in chunks] == [5, 5, 5, 5, 3]
+    assert torch.equal(torch.cat([c.frames for c in chunks]), read_video(path).frames)
+    resampled = list(iter_video(path, chunk_frames=2, fps=10))
+    assert _decoded_index(torch.cat([c.frames for c in resampled])) == [0, 3, 6, 9, 12, 15, 18, 21]
+    assert all(c.fps == 10 for c in resampled)
+
+
+@pytest.mark.parametrize("suffix", ["", ".mp4"])
+def test_mask_round_trip_is_lossless(tmp_path, suffix):
+    mask = torch.rand(3, 1, 20, 30, generator=torch.Generator().manual_seed(2)) > 0.7
+    path = write_mask(tmp_path / f"mask{suffix}", mask)
+    assert torch.equal(read_mask(path), mask)
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    with pytest.raises(StereobenchError, match="does not exist"):
+        read_video(tmp_path / "missing.mp4")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(StereobenchError, match="cannot"):
+        read_video(corrupt)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(StereobenchError):
+        read_video(empty)
+    (tmp_path / "no_frames").mkdir()
+    with pytest.raises(StereobenchError, match="no image frames"):
+        read_video(tmp_path / "no_frames")
+    # Truncated file: header kept, most of the data cut.
+    good = write_video(tmp_path / "good.mp4", _smooth_video(t=8), fps=10)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(StereobenchError):
+        read_video(truncated)
+    with pytest.raises(StereobenchError, match="no frames"):
+        read_video(good, start_time=100.0)
+    with pytest.raises(StereobenchError):
+        write_video(tmp_path / "x.mp4", torch.zeros(0, 3, 4, 4), fps=10)
+    for err in (StereobenchError,):
+        try:
+            read_video(corrupt)
+        except err as exc:
+            assert "\n" not in str(exc)
