@@ -1,0 +1,106 @@
+"""Clip protocols on synthetic tensor clips: sampling, padding, sizes and disparity scaling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmark.datasets.base import Clip
+from benchmark.errors import StereobenchError
+from benchmark.stereo.protocol import PROTOCOLS, ClipProtocol, apply_protocol, get_protocol, resize_disparity
+
+
+def _clip(t=40, h=300, w=400, fps=30.0, disparity=10.0):
+    index = torch.arange(t).float().view(t, 1, 1, 1)
+    left = (index / 255).expand(t, 3, h, w).contiguous()  # frame k has value k/255
+    right = left.flip(-1).contiguous()
+    disp = torch.full((t, 1, h, w), disparity)
+    return Clip("syn/a", left=left, fps=fps, right=right, disparity=disp)
+
+
+def _frame_ids(video):
+    return (video[:, 0, 0, 0] * 255).round().long().tolist()
+
+
+def test_builtin_protocols_match_the_paper_and_the_brief():
+    paper = PROTOCOLS["paper"]
+    assert (paper.num_frames, paper.fps, paper.short_side, paper.crop, paper.hole_mask_closing) == (16, 5.0, 512, (512, 512), 11)
+    quick = PROTOCOLS["quick"]
+    assert (quick.num_frames, quick.fps, quick.short_side, quick.crop, quick.hole_mask_closing) == (8, 5.0, 256, (256, 256), 5)
+    native = PROTOCOLS["native"]
+    assert native.num_frames is None and native.fps is None and native.short_side is None and native.crop is None
+
+
+def test_overrides_are_named_and_unknown_names_suggest():
+    p = get_protocol("paper", num_frames=8)
+    assert p.name == "paper[num_frames=8]" and p.num_frames == 8 and p.fps == 5.0
+    assert get_protocol("paper", num_frames=16) is PROTOCOLS["paper"]
+    assert get_protocol("quick", crop=(128, 64), fps=2).name == "quick[crop=128x64,fps=2]"
+    with pytest.raises(StereobenchError, match="Did you mean 'paper'"):
+        get_protocol("papr")
+    with pytest.raises(StereobenchError, match="num_frames"):
+        get_protocol("paper", num_frame=3)
+    with pytest.raises(StereobenchError):
+        ClipProtocol("bad", num_frames=0)
+
+
+def test_paper_protocol_samples_resizes_and_crops():
+    clip = _clip(t=100)  # 3.3 s at 30 fps: enough for 16 frames at 5 fps
+    out = apply_protocol(clip, "paper")
+    assert out.left.shape == (16, 3, 512, 512) and out.right.shape == (16, 3, 512, 512)
+    assert out.disparity.shape == (16, 1, 512, 512)
+    assert _frame_ids(out.left) == [6 * k for k in range(16)]
+    assert out.fps == 5.0 and out.metadata["padded_frames"] == 0
+    torch.testing.assert_close(out.timestamps, torch.arange(16, dtype=torch.float64) / 5)
+    # Short side 300 -> 512, width 400 -> 683; disparity in pixels scales with the width.
+    scale = 683 / 400
+    assert out.metadata["scale"] == pytest.approx(scale)
+    torch.testing.assert_close(out.disparity, torch.full_like(out.disparity, 10 * scale))
+    assert clip.left.shape == (100, 3, 300, 400)  # the input clip is untouched
+
+
+def test_short_clip_is_zero_padded_with_nan_disparity():
+    out = apply_protocol(_clip(t=20), "paper")  # 20 frames at 30 fps: targets 0..0.6 s -> 4 real frames
+    assert out.left.shape[0] == 16
+    assert out.metadata["padded_frames"] == 12
+    assert out.metadata["source_frame_indices"][:4] == [0, 6, 12, 18]
+    assert out.metadata["source_frame_indices"][4:] == [-1] * 12
+    assert (out.left[4:] == 0).all() and (out.right[4:] == 0).all()
+    assert torch.isnan(out.disparity[4:]).all() and torch.isfinite(out.disparity[:4]).all()
+    edge = apply_protocol(_clip(t=20), get_protocol("paper", pad="edge"))
+    assert _frame_ids(edge.left) == [0, 6, 12, 18] + [18] * 12
+
+
+def test_timestamps_drive_sampling():
+    clip = _clip(t=10, h=64, w=64)
+    clip.timestamps = torch.tensor([0.0, 0.1, 0.15, 0.42, 0.43, 0.6, 0.78, 0.83, 1.2, 1.4], dtype=torch.float64)
+    out = apply_protocol(clip, get_protocol("native", fps=5.0))
+    # Targets 0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4 -> nearest frames.
+    assert _frame_ids(out.left) == [0, 2, 3, 5, 6, 7, 8, 9]
+
+
+def test_nan_aware_disparity_resize():
+    disparity = torch.full((1, 1, 40, 80), 8.0)
+    disparity[..., :, :40] = float("nan")
+    disparity[..., 0, 60] = float("inf")
+    out = resize_disparity(disparity, (20, 40))
+    assert torch.isnan(out[..., :, :19]).all()
+    torch.testing.assert_close(out[..., :, 21:], torch.full_like(out[..., :, 21:], 4.0))  # halved width
+
+
+def test_crop_larger_than_frame_and_mismatched_clip_raise():
+    with pytest.raises(StereobenchError, match="crop"):
+        apply_protocol(_clip(t=3, h=100, w=100), get_protocol("native", crop=(200, 200)))
+    bad = _clip(t=5, h=20, w=20)
+    bad.disparity = bad.disparity[:4]
+    with pytest.raises(StereobenchError, match="disparity"):
+        apply_protocol(bad, "quick")
+
+
+def test_quick_protocol_vectorised_sizes():
+    out = apply_protocol(_clip(t=60, h=200, w=120), "quick")
+    assert out.left.shape == (8, 3, 256, 256)
+    assert out.disparity[0, 0, 0, 0].item() == pytest.approx(10 * 256 / 120)
+    assert math.isclose(out.left.min().item(), 0.0)
