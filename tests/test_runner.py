@@ -47,12 +47,17 @@ def quality(rows):
     return {(r.method, r.dataset, r.clip, r.region, r.protocol, r.metric): r.value for r in rows if r.kind == "quality"}
 
 
-def same_values(a: dict, b: dict) -> bool:
+def same_values(a: dict, b: dict, rel: float = 0.0) -> bool:
+    """Same keys and values (NaN equals NaN); ``rel`` > 0 allows float reduction-order noise."""
+    import math
+
     if a.keys() != b.keys():
         return False
     for key in a:
         x, y = a[key], b[key]
-        if x != y and not (x != x and y != y):  # NaN == NaN here
+        if x != x and y != y:
+            continue
+        if not (x == y or (rel and math.isclose(x, y, rel_tol=rel, abs_tol=1e-9))):
             return False
     return True
 
