@@ -246,7 +246,7 @@ def msssim_video(pred: torch.Tensor, gt: torch.Tensor, weights: list[torch.Tenso
 
 
 def msssim_frames(pred: torch.Tensor, gt: torch.Tensor, weights: list[torch.Tensor | None] | None = None,
-                  batch_size: int = 16) -> list[float]:
+                  batch_size: int = 4) -> list[float]:
     """Mean over frames of 2-D MS-SSIM (one value per weight). With a weight, frames whose
     region is empty are left out of the mean (NaN when every frame's region is empty)."""
     weights = weights or [None]

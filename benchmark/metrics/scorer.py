@@ -200,11 +200,20 @@ class Scorer:
                     out.setdefault((region, protocol), (math.nan, note))
 
         if metric == "psnr":
-            put_full(fn.psnr(pred, gt))
-            for r in strict_regions:
-                out[(r, "strict")] = (fn.psnr(pred, gt, self._weight(ref, r)), None)
-            for r in paper_regions:
-                out[(r, "paper")] = (fn.psnr(whitened_pred[r], ref.whitened_gt[r]), None)
+            # One squared-error map serves every region and protocol: whitening makes the error
+            # exactly zero outside the region, so the paper protocol's MSE is the region's error
+            # sum over the whole video's size, and the strict one the same sum over the region's.
+            error = (pred - gt).square_().sum(dim=1, keepdim=True)  # (T, 1, H, W), summed over C
+            size = error.numel() * pred.shape[1]
+            put_full(fn.psnr_from_mse(error.sum(dtype=torch.float64) / size))
+            for r in set(strict_regions) | set(paper_regions):
+                mask = ref.regions[r]
+                region_sum = error.masked_fill(~mask, 0).sum(dtype=torch.float64)
+                if r in strict_regions:
+                    count = mask.sum(dtype=torch.float64) * pred.shape[1]
+                    out[(r, "strict")] = (fn.psnr_from_mse(region_sum / count), None)
+                if r in paper_regions:
+                    out[(r, "paper")] = (fn.psnr_from_mse(region_sum / size), None)
         elif metric in ("msssim", "msssim_2d"):
             compute = fn.msssim_video if metric == "msssim" else fn.msssim_frames
             try:
