@@ -313,9 +313,6 @@ def _check_weights(slot: MethodSlot, device: torch.device) -> None:
     if slot.method is None:
         return
     meta = type(slot.method).meta
-    if meta.needs_gpu and device.type != "cuda":
-        slot.skip_reason = f"needs a GPU; run it with --device cuda on a machine with one"
-        return
     try:
         status = slot.method.weights_status()
     except Exception as exc:  # a broken adapter must not stop the run
@@ -325,6 +322,8 @@ def _check_weights(slot: MethodSlot, device: torch.device) -> None:
         how = status.how_to_get or "; ".join(w.how_to_get for w in meta.weights if w.how_to_get)
         where = f" (looked in {status.location})" if status.location else ""
         slot.skip_reason = f"weights missing{where}; get them with: {how or 'see stereobench weights'}"
+    elif meta.needs_gpu and device.type != "cuda":
+        slot.skip_reason = "needs a GPU; run it with --device cuda on a machine with one"
 
 
 def _pending(slot: MethodSlot, dataset: str, clip: str, done: set, errored: set, overwrite: Overwrite) -> bool:
