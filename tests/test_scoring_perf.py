@@ -97,3 +97,27 @@ def test_score_one_clip_all_regions_both_protocols(benchmark, metric_set):
     if metric_set == "all":  # the issue's target; the alex-only run is dominated by non-network work
         assert total_first <= 1.5 * floor_first
         assert score_next <= 1.5 * floor_next
+
+
+def test_msssim_3d_own_vs_pytorch_msssim(benchmark):
+    """The suite's MS-SSIM (shifted-slice separable blur, all regions' weights in one pass) vs
+    pytorch_msssim (depthwise conv3d) on one 16x512x512 pair, full frame."""
+    import warnings
+
+    from pytorch_msssim import ms_ssim
+
+    from benchmark.metrics import functional as fn
+
+    pred, _, gt, holes = _clip()
+    x, y = gt.permute(1, 0, 2, 3)[None], pred.permute(1, 0, 2, 3)[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ms_ssim(x, y, data_range=1.0)
+        start = time.perf_counter()
+        expected = float(ms_ssim(x, y, data_range=1.0))
+        reference_s = time.perf_counter() - start
+    weights = [None, holes.float(), (~holes).float()]
+    values = benchmark.pedantic(fn.msssim_video, args=(pred, gt, weights), rounds=3, iterations=1, warmup_rounds=1)
+    assert values[0] == pytest.approx(expected, abs=2e-6)
+    benchmark.extra_info["pytorch_msssim_full_only_s"] = round(reference_s, 3)
+    print("pytorch_msssim (full frame only):", round(reference_s, 3), "s")
