@@ -204,6 +204,8 @@ class StereoInputCache:
             meta_tmp = tmp / (META_FILE + ".tmp")
             meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
             os.replace(meta_tmp, tmp / META_FILE)  # the metadata file appears last
+            if entry.exists() and self.load(key) is not None:
+                return entry  # another process stored a valid entry meanwhile: keep it
             if entry.exists():
                 # A corrupt or stale entry: move it aside first (os.replace cannot replace a
                 # non-empty directory), then remove it.

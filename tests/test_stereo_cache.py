@@ -1,0 +1,166 @@
+"""StereoInput building and the on-disk cache: hit/miss, corruption, atomicity, bad input."""
+
+from __future__ import annotations
+
+import json
+import pytest
+import torch
+
+from benchmark.datasets.base import Clip
+from benchmark.errors import StereobenchError
+from benchmark.stereo.cache import StereoInputCache, build_stereo_input
+from benchmark.stereo.protocol import apply_protocol, get_protocol
+from benchmark.stereo.warp import close_hole_mask, forward_warp
+
+PROTOCOL = get_protocol("quick", num_frames=3, short_side=64, crop=(48, 64))
+IDENTITY = {"dataset": "synthetic", "clip": "c0", "revision": "1"}
+
+
+def _clip(t=12, h=60, w=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    left = torch.rand(t, 3, h, w, generator=g)
+    disparity = torch.full((t, 1, h, w), 2.0)
+    disparity[..., 20:40, 30:50] = 9.0
+    return Clip("synthetic/c0", left=left, fps=15.0, right=torch.rand(t, 3, h, w, generator=g), disparity=disparity)
+
+
+class _Loader:
+    def __init__(self, clip):
+        self.clip, self.calls = clip, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.clip
+
+
+def test_build_applies_closing_and_zeroes_holes():
+    clip = apply_protocol(_clip(), PROTOCOL)
+    inp = build_stereo_input(clip, PROTOCOL)
+    warped, raw_hole = forward_warp(clip.left, clip.disparity)
+    assert torch.equal(inp.mask, close_hole_mask(raw_hole, PROTOCOL.hole_mask_closing))
+    assert (inp.mask >= raw_hole).all() and inp.mask.sum() >= raw_hole.sum()
+    assert (inp.warped.masked_select(inp.mask.expand_as(inp.warped)) == 0).all()
+    keep = ~inp.mask.expand_as(warped)
+    assert torch.equal(inp.warped[keep], warped[keep].clamp(0, 1))
+    assert inp.params["warp"] == "shared" and inp.params["protocol"]["name"] == PROTOCOL.name
+    assert not hasattr(inp, "right")  # ground truth never reaches methods
+
+
+def test_cache_miss_then_hit_returns_identical_tensors_and_gt(tmp_path):
+    cache = StereoInputCache(tmp_path)
+    loader = _Loader(_clip())
+    inp, gt = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    inp2, gt2 = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    assert loader.calls == 1
+    for name in ("left", "warped", "mask", "disparity"):
+        assert torch.equal(getattr(inp, name), getattr(inp2, name))
+    assert gt.shape == inp.left.shape and torch.equal(gt, gt2)
+    assert inp2.clip_id == "synthetic/c0" and inp2.fps == 5.0
+    # Another warp, protocol or revision is another entry.
+    cache.get_or_build(loader, IDENTITY, PROTOCOL, warp="m2svid")
+    cache.get_or_build(loader, {**IDENTITY, "revision": "2"}, PROTOCOL)
+    cache.get_or_build(loader, IDENTITY, get_protocol(PROTOCOL, num_frames=2))
+    assert loader.calls == 4
+    assert len(list(tmp_path.glob("*/*/meta.json"))) == 4
+
+
+def _entry(cache):
+    return cache.entry_dir(cache.key(IDENTITY, PROTOCOL))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta", "bad_meta", "no_tensors"])
+def test_corrupt_or_partial_entries_are_rebuilt(tmp_path, damage):
+    cache = StereoInputCache(tmp_path)
+    loader = _Loader(_clip())
+    first, _ = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    entry = _entry(cache)
+    tensors, meta = entry / "tensors.safetensors", entry / "meta.json"
+    if damage == "truncate":
+        tensors.write_bytes(tensors.read_bytes()[:1000])
+    elif damage == "flip":
+        raw = bytearray(tensors.read_bytes())
+        raw[-10] ^= 0xFF
+        tensors.write_bytes(bytes(raw))
+    elif damage == "no_meta":
+        meta.unlink()
+    elif damage == "bad_meta":
+        meta.write_text("{not json")
+    else:
+        tensors.unlink()
+    again, _ = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    assert loader.calls == 2
+    assert torch.equal(again.warped, first.warped)
+    assert cache.load(cache.key(IDENTITY, PROTOCOL)) is not None
+    assert not list(tmp_path.rglob(".*tmp*")) and not list(tmp_path.rglob(".*old*"))
+
+
+def test_failed_build_leaves_no_entry(tmp_path):
+    cache = StereoInputCache(tmp_path)
+    bad = _clip()
+    bad.disparity = torch.full_like(bad.disparity, float("nan"))
+    with pytest.raises(StereobenchError, match="no finite"):
+        cache.get_or_build(lambda: bad, IDENTITY, PROTOCOL)
+    assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("meta.json"))
+
+    def exploding_loader():
+        raise StereobenchError("dataset missing")
+
+    with pytest.raises(StereobenchError, match="dataset missing"):
+        cache.get_or_build(exploding_loader, IDENTITY, PROTOCOL)
+    assert not list(tmp_path.rglob("meta.json"))
+
+
+def test_bad_inputs_are_one_line_errors():
+    clip = apply_protocol(_clip(), PROTOCOL)
+    short = Clip(clip.clip_id, clip.left, clip.fps, disparity=clip.disparity[:2])
+    with pytest.raises(StereobenchError, match="frames"):
+        build_stereo_input(short, PROTOCOL)
+    wrong = Clip(clip.clip_id, clip.left, clip.fps, disparity=clip.disparity[..., :-1])
+    with pytest.raises(StereobenchError, match="resize"):
+        build_stereo_input(wrong, PROTOCOL)
+    with pytest.raises(StereobenchError, match="no disparity"):
+        build_stereo_input(Clip(clip.clip_id, clip.left, clip.fps), PROTOCOL)
+    with pytest.raises(StereobenchError, match="Did you mean"):
+        build_stereo_input(clip, PROTOCOL, warp="m2sivd")
+
+
+_BUILDER = """
+import sys, time, torch
+sys.path.insert(0, {tests!r})
+from test_stereo_cache import IDENTITY, PROTOCOL, _clip
+from benchmark.stereo.cache import StereoInputCache
+while time.time() < {start}:
+    time.sleep(0.005)
+inp, _ = StereoInputCache({root!r}).get_or_build(_clip, IDENTITY, PROTOCOL)
+print(float(inp.warped.sum()))
+"""
+
+
+def test_concurrent_builders_in_two_processes_share_one_valid_entry(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = _BUILDER.format(tests=str(Path(__file__).parent), start=time.time() + 3.0, root=str(tmp_path))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    outputs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outputs.append(float(out.strip().splitlines()[-1]))
+    assert outputs[0] == outputs[1]
+    cache = StereoInputCache(tmp_path)
+    assert cache.load(cache.key(IDENTITY, PROTOCOL)) is not None
+    metas = list(tmp_path.glob("*/*/meta.json"))
+    assert len(metas) == 1
+    assert json.loads(metas[0].read_text())["clip_id"] == "synthetic/c0"
+    assert not list(tmp_path.rglob(".*tmp*")) and not list(tmp_path.rglob(".*old*"))
+
+
+def test_default_root_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEREOBENCH_CACHE", str(tmp_path / "c"))
+    assert StereoInputCache().root == tmp_path / "c"
