@@ -263,3 +263,38 @@ def test_metric_call_convenience():
     expected = peak_signal_noise_ratio(gt[sel].numpy(), pred[sel].numpy(), data_range=1.0)
     assert METRICS["psnr"](pred, gt, mask, region="inside", protocol="strict") == pytest.approx(expected, abs=1e-5)
     assert np.isclose(METRICS["psnr"](pred, gt), peak_signal_noise_ratio(gt.numpy(), pred.numpy(), data_range=1.0))
+
+
+def test_ground_truth_features_are_computed_once_per_clip(monkeypatch):
+    _need_alex()
+    from benchmark.metrics.lpips_net import LpipsNet
+
+    frames_through_trunk = []
+    original = LpipsNet._features_batch
+
+    def counting(self, frames):
+        frames_through_trunk.append(frames.shape[0])
+        return original(self, frames)
+
+    monkeypatch.setattr(LpipsNet, "_features_batch", counting)
+    pred_a, gt = _pair(seed=5, t=3, h=64, w=64)
+    pred_b, _ = _pair(seed=6, t=3, h=64, w=64)
+    scorer = Scorer(metrics=["lpips_alex"], batch_size=2)
+    reference = scorer.prepare_reference(gt, torch.zeros(3, 1, 64, 64, dtype=torch.bool).index_fill_(2, torch.arange(10), True))
+    assert sum(frames_through_trunk) == 3 * 3  # GT: full + whitened inside + whitened outside
+    for pred in (pred_a, pred_b):
+        frames_through_trunk.clear()
+        scorer.score(pred, reference)
+        assert sum(frames_through_trunk) == 3 * 3  # prediction only: the same three variants
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    _need_alex()
+    pred, gt = _pair(t=9)
+    mask = _holes(t=9)
+    metrics = ["psnr", "msssim", "msssim_2d", "lpips_alex", "temporal_stability"]
+    cpu = score_videos(pred, gt, mask, metrics=metrics, device="cpu")
+    gpu = score_videos(pred, gt, mask, metrics=metrics, device="cuda")
+    for a, b in zip(cpu, gpu):
+        assert b["value"] == pytest.approx(a["value"], rel=1e-4, abs=1e-5), a
