@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
     regions = REGIONS if mask is not None else ("full",)
     protocols = PROTOCOLS if args.protocol == "both" else (args.protocol,)
     scorer = Scorer(names, regions=regions, protocols=protocols, device=args.device, batch_size=args.batch_size)
+    reference = scorer.prepare_reference(gt, mask, left=left, disparity=disparity)  # loads the networks too
     start = time.perf_counter()
-    reference = scorer.prepare_reference(gt, mask, left=left, disparity=disparity)
     rows = scorer.score(pred, reference)
     score_seconds = time.perf_counter() - start
 
