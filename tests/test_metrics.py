@@ -298,3 +298,25 @@ def test_cuda_matches_cpu():
     gpu = score_videos(pred, gt, mask, metrics=metrics, device="cuda")
     for a, b in zip(cpu, gpu):
         assert b["value"] == pytest.approx(a["value"], rel=1e-4, abs=1e-5), a
+
+
+def test_paper_protocol_matches_packages_on_whitened_copies():
+    _need_alex()
+    from benchmark.metrics.lpips_weights import load_lpips
+
+    pred, gt = _pair(seed=7, t=16)
+    mask = _holes(t=16)
+    rows = score_videos(pred, gt, mask, metrics=["msssim", "msssim_2d", "lpips_alex"], protocols=("paper",))
+    model = load_lpips("alex")
+    for region, keep in (("inside", mask), ("outside", ~mask)):
+        wp, wg = torch.where(keep, pred, 1.0), torch.where(keep, gt, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref_3d = float(reference_ms_ssim(wg.permute(1, 0, 2, 3)[None], wp.permute(1, 0, 2, 3)[None], data_range=1.0))
+            ref_2d = float(torch.stack([reference_ms_ssim(wg[t:t + 1], wp[t:t + 1], data_range=1.0)
+                                        for t in range(16)]).mean())
+        with torch.inference_mode():
+            ref_lpips = float(model(wp * 2 - 1, wg * 2 - 1).mean())
+        assert _value(rows, "msssim", region, "paper")["value"] == pytest.approx(ref_3d, abs=2e-6)
+        assert _value(rows, "msssim_2d", region, "paper")["value"] == pytest.approx(ref_2d, abs=2e-6)
+        assert _value(rows, "lpips_alex", region, "paper")["value"] == pytest.approx(ref_lpips, rel=1e-5)
