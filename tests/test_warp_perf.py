@@ -45,6 +45,18 @@ def _best_of(fn, rounds=3):
 
 
 @pytest.mark.perf
+def test_shared_warp_is_at_least_5x_faster_than_numpy_m2svid(clip):
+    # Runs first: after the multi-second SVG runs the allocator state makes every timing noisier.
+    left, disparity = clip
+    left_np, disp_np = left.permute(0, 2, 3, 1).numpy().copy(), disparity[:, 0].numpy().copy()
+    numpy_s = _best_of(lambda: _numpy_m2svid(left_np, disp_np))
+    shared_s = _best_of(lambda: forward_warp(left, disparity))
+    print(f"numpy m2svid {numpy_s:.3f} s, shared warp {shared_s:.3f} s, ratio {numpy_s / shared_s:.1f}x "
+          f"({torch.get_num_threads()} threads)")
+    assert numpy_s / shared_s >= 5.0
+
+
+@pytest.mark.perf
 def test_shared_warp_speed(benchmark, clip):
     left, disparity = clip
     benchmark(forward_warp, left, disparity)
@@ -69,14 +81,3 @@ def test_numpy_svg_zbuffer_speed(benchmark, clip):
 def test_vectorised_native_warp_speed(benchmark, clip, name, fn):
     left, disparity = clip
     benchmark.pedantic(fn, args=(left, disparity), rounds=2)
-
-
-@pytest.mark.perf
-def test_shared_warp_is_at_least_5x_faster_than_numpy_m2svid(clip):
-    left, disparity = clip
-    left_np, disp_np = left.permute(0, 2, 3, 1).numpy().copy(), disparity[:, 0].numpy().copy()
-    numpy_s = _best_of(lambda: _numpy_m2svid(left_np, disp_np))
-    shared_s = _best_of(lambda: forward_warp(left, disparity))
-    print(f"numpy m2svid {numpy_s:.3f} s, shared warp {shared_s:.3f} s, ratio {numpy_s / shared_s:.1f}x "
-          f"({torch.get_num_threads()} threads)")
-    assert numpy_s / shared_s >= 5.0
