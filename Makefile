@@ -9,6 +9,9 @@ PY     := $(VENV)/bin/python
 SB     := $(VENV)/bin/stereobench
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/embedded.yaml
+# glibc keeps large freed blocks instead of returning them to the OS; fresh large allocations
+# (page faults) were a third of the non-network scoring time on the 2-core box (docs/performance.md).
+FAST_MALLOC := MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
 
 .PHONY: install test test-slow bench benchmark leaderboard prepare weights weights-lpips analyze clean help
 
@@ -42,13 +45,13 @@ test-slow: install
 	$(PY) -m pytest -q -m "slow and not gpu"
 
 bench: install
-	$(PY) -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,median,rounds tests
+	$(FAST_MALLOC) $(PY) -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,median,rounds tests
 
 prepare: install
 	$(SB) prepare --dataset synthetic --dataset middlebury-motorcycle --protocol quick
 
 benchmark: install
-	$(SB) run --config $(CONFIG)
+	$(FAST_MALLOC) $(SB) run --config $(CONFIG)
 
 leaderboard: install
 	$(SB) leaderboard

@@ -15,8 +15,8 @@ real Middlebury pair from scikit-image as panning clips), or a directory of your
 bundled datasets are prepared. Dataset options go through --option KEY=VALUE (for all datasets)
 or --option DATASET:KEY=VALUE (for one).
 
-Protocols: `paper` (16 frames at 5 fps, 512x512, 11x11 hole-mask closing), `quick` (8 frames,
-256x256, 5x5 closing; the default for the bundled data) and `native` (no resampling). Warps:
+Protocols: `paper` (16 frames at 5 fps, 512x512, 11x11 hole-mask closing), `quick` (16 frames,
+192x192, 5x5 closing; the default for the bundled data) and `native` (no resampling). Warps:
 `shared` (the suite's sub-pixel z-buffered splat, default) or a method's official rule
 (`m2svid`, `stereocrafter`, `svg`).
 
