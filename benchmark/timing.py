@@ -18,11 +18,12 @@ Rules that make the numbers mean something:
   not at all on CPU, where there is little to warm and the extra call costs real time).
 - Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at
   the start of the tracked phase: the tensor memory that phase needed at most (not the cache the
-  allocator keeps). On CPU there is no per-phase counter: the figure is the process's peak
-  resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), a high-water mark over the
-  whole life of the process. It never goes down, so on CPU ``peak_mem_bytes`` is "the most this
-  process has used so far", including earlier methods and clips; compare CPU memory figures only
-  between runs that ran one method alone.
+  allocator keeps). On CPU under Linux the kernel's peak-RSS counter (``VmHWM``) is reset at the
+  start of the phase by writing ``5`` to ``/proc/self/clear_refs`` and read back at its end, so
+  the figure is the process's peak resident set size DURING the phase (it includes what the
+  process already held: models, the clip, caches). Where that reset is not available (other
+  systems, restricted /proc) it falls back to ``ru_maxrss``, a lifetime high-water mark that
+  never goes down, and the phase is flagged by :func:`per_phase_peak_rss_supported`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,37 @@ def process_peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux); False where unsupported."""
+    try:
+        with open(_CLEAR_REFS, "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_peak_rss_bytes() -> int | None:
+    """``VmHWM`` of this process in bytes (peak RSS since start or the last reset), or None."""
+    try:
+        with open(_STATUS) as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def per_phase_peak_rss_supported() -> bool:
+    """Whether CPU peak memory can be measured per phase here (resettable ``VmHWM``)."""
+    return current_peak_rss_bytes() is not None and reset_peak_rss()
+
+
 class PhaseTimer:
     """Accumulates wall time per named phase for one unit of work (one clip of one method).
 
@@ -89,9 +121,12 @@ class PhaseTimer:
     @contextmanager
     def phase(self, name: str, track_memory: bool = False) -> Iterator[None]:
         """Time the body as phase ``name`` (synchronised); with ``track_memory`` record its peak."""
+        resettable = False
         if track_memory and self.on_cuda:
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+        elif track_memory:
+            resettable = reset_peak_rss()
         synchronize(self.device)
         start = time.perf_counter()
         try:
@@ -100,8 +135,10 @@ class PhaseTimer:
             synchronize(self.device)
             self.record(name, time.perf_counter() - start)
             if track_memory:
-                peak = (torch.cuda.max_memory_allocated(self.device) if self.on_cuda
-                        else process_peak_rss_bytes())
+                if self.on_cuda:
+                    peak = torch.cuda.max_memory_allocated(self.device)
+                else:
+                    peak = (current_peak_rss_bytes() if resettable else None) or process_peak_rss_bytes()
                 self.peak_memory_bytes = max(self.peak_memory_bytes or 0, int(peak))
 
     def record(self, name: str, seconds: float) -> None:
