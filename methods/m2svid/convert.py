@@ -23,7 +23,6 @@ conditioning encoder, the OpenCLIP text leftovers) are reported as skipped.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import file_sha256
 
 UNET_PREFIX = "model.diffusion_model."
 ENCODER_PREFIX = "conditioner.embedders.3.encoder.encoder."
@@ -391,11 +391,7 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path, chunk_size=1 << 22)
 
 
 def convert_checkpoint(src_pt: str | Path, out_dir: str | Path, svd_source: str | None = None,

@@ -345,8 +345,9 @@ def save_pipeline_folder(folder, unet, vae, image_encoder, manifest: dict | None
                          image_mean=CLIP_MEAN, image_std=CLIP_STD) -> None:
     """Write a diffusers-format M2SVid folder (safetensors; manifest last, as a completion mark)."""
     import json
-    import os
     from pathlib import Path
+
+    from benchmark.fileio import atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -360,9 +361,7 @@ def save_pipeline_folder(folder, unet, vae, image_encoder, manifest: dict | None
         "resample": 3, "do_center_crop": False,
     }, indent=2))
     data = {"format": "m2svid-diffusers", "version": 1, "full_attention": True, **(manifest or {})}
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write_json(folder / MANIFEST, data, indent=2)
 
 
 def resolve_weights_folder(source) -> "Path":

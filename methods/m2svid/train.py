@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import atomic_write_json
 from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
 from methods.m2svid.pipeline import M2SVidPipeline, edm_v_scalings
 
@@ -274,9 +274,7 @@ def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M
             target = output_dir / "checkpoints" / f"step-{step}"
             accelerator.save_state(str(target))
             if accelerator.is_main_process:
-                tmp = target / ".trainer_state.json.tmp"
-                tmp.write_text(json.dumps({"step": step}))
-                os.replace(tmp, target / "trainer_state.json")
+                atomic_write_json(target / "trainer_state.json", {"step": step})
     progress.close()
     pipe.unet = accelerator.unwrap_model(unet).eval()
     return {"step": step, "history": history, "output_dir": str(output_dir), "pipeline": pipe}
