@@ -185,3 +185,34 @@ def test_plain_svd_unet_folder_is_refused(tmp_path):
     UNetSpatioTemporalConditionModel(**{**tiny_config(), "in_channels": 8}).save_pretrained(folder / "unet")
     with pytest.raises(StereobenchError, match="in_channels=8"):
         M2SVid(weights=folder).load("cpu")
+
+
+def test_latents_channel_order_scaling_and_ring_pixels_as_official():
+    """conv_in order [zero | left | warped | mask]; conditioning latents are the posterior mode
+    *without* 0.18215; the warped view is zeroed under the closed mask *before* the 3x3
+    dilation (dilation-ring pixels keep their values); the decoder gets c_out F / 0.18215."""
+    from methods.m2svid.model import LATENT_SCALE
+
+    pipe = load_pipeline(tiny_folder(), options=InferenceOptions(cond_aug=0.0))  # no noise: exact latents
+    seen = {}
+    pipe.unet.register_forward_pre_hook(lambda m, a, k: seen.__setitem__("sample", a[0]), with_kwargs=True)
+    pipe.unet.register_forward_hook(lambda m, a, k, out: seen.__setitem__("F", out), with_kwargs=True)
+    original_decode = pipe.vae.decode
+    pipe.vae.decode = lambda z, num_frames: (seen.__setitem__("z", z), original_decode(z, num_frames=num_frames))[1]
+    inp, _ = make_layered_scene(4, 32, 32, foreground_disparity=4, velocity=-2)
+    warped = inp.warped.clone()
+    warped[inp.mask.expand_as(warped)] = 0.7  # hole pixels must be zeroed by the pipeline
+    with torch.no_grad():
+        pipe(inp.left, warped, inp.mask, fps=7.0, seed=0)
+        left_latent = pipe.vae.encode(inp.left * 2 - 1).latent_dist.mode()
+        closed_zeroed = torch.where(inp.mask, 0.0, warped)
+        ring = (torch.nn.functional.max_pool2d(inp.mask.float(), 3, 1, 1) > 0.5) & ~inp.mask
+        assert (closed_zeroed * ring).abs().sum() > 0  # the ring holds warped content in this scene
+        warped_latent = pipe.vae.encode(closed_zeroed * 2 - 1).latent_dist.mode()
+        wrong_latent = pipe.vae.encode(torch.where(ring | inp.mask, 0.0, warped) * 2 - 1).latent_dist.mode()
+    sample = seen["sample"][0]
+    assert torch.allclose(sample[:, 4:8], left_latent, atol=1e-5)
+    assert torch.allclose(sample[:, 8:12], warped_latent, atol=1e-5)
+    assert not torch.allclose(sample[:, 8:12], wrong_latent, atol=1e-3)
+    c_out = -700 / math.sqrt(700**2 + 1)
+    assert torch.allclose(seen["z"], c_out * seen["F"][0] / LATENT_SCALE, rtol=1e-6, atol=1e-7)

@@ -3,7 +3,8 @@
 One window (at most 25 frames, sides multiples of 64) follows the official ``generate()``
 (OFFICIAL_CODE_FACTS.md A, E):
 
-1. warped pixels under the hole mask are zeroed; the mask is dilated 3x3;
+1. warped pixels under the (closed) hole mask are zeroed, then the mask is dilated 3x3
+   (the pixels of the dilation ring keep their warped values);
 2. left, warped and mask map to [-1, 1]; 0.02 N(0,1) noise is added to left and warped
    (conditioning augmentation, seeded here for reproducibility);
 3. both videos are VAE-encoded (encoder, quant_conv, posterior mode, *no* 0.18215 scaling);
@@ -222,7 +223,8 @@ class M2SVidPipeline:
         return self.image_encoder(pixel_values=images).image_embeds
 
     def latent_mask(self, hole_mask: torch.Tensor) -> torch.Tensor:
-        """(T, 1, H, W) bool -> (T, 1, H/8, W/8) in [-1, 1], bilinear without antialias."""
+        """(T, 1, H, W) bool or float in [0, 1] -> (T, 1, H/8, W/8) in [-1, 1], bilinear without
+        antialias, not thresholded (official: torchvision Resize(antialias=False) of mask*2-1)."""
         mask_m11 = hole_mask.float() * 2 - 1
         size = (hole_mask.shape[-2] // self.vae_scale, hole_mask.shape[-1] // self.vae_scale)
         return F.interpolate(mask_m11, size=size, mode="bilinear", align_corners=False, antialias=False)
@@ -255,15 +257,18 @@ class M2SVidPipeline:
     def refine_window(self, left: torch.Tensor, warped: torch.Tensor, hole_mask: torch.Tensor, noise: torch.Tensor, fps: float) -> torch.Tensor:
         """One window, sides multiples of ``size_multiple``, T <= 25.
 
-        left, warped: (T, 3, H, W) in [0, 1]; hole_mask: bool (T, 1, H, W) already dilated;
-        noise: (2, T, 3, H, W) standard normal for the conditioning augmentation.
-        Returns float32 (T, 3, H, W) in [0, 1].
+        left, warped: (T, 3, H, W) in [0, 1], ``warped`` already 0 under the *closed* (undilated)
+        hole mask; hole_mask: (T, 1, H, W) model mask, bool or float in [0, 1], already dilated.
+        The official code zeroes the warped view under the closed mask and only then dilates
+        (inpaint_and_refine.py, datasets.py): pixels of the dilation ring keep their warped
+        values, so nothing is zeroed here. noise: (2, T, 3, H, W) standard normal for the
+        conditioning augmentation. Returns float32 (T, 3, H, W) in [0, 1].
         """
         if left.shape[0] > MAX_FRAMES:
             raise ValueError(f"a window holds at most {MAX_FRAMES} frames, got {left.shape[0]}")
         aug = self.options.cond_aug
         left_m11 = left * 2 - 1
-        warped_m11 = torch.where(hole_mask, 0.0, warped) * 2 - 1
+        warped_m11 = warped * 2 - 1
         tokens = self.clip_tokens(left_m11)[None]
         concat, time_ids = self.conditioning(left_m11 + aug * noise[0], warped_m11 + aug * noise[1], hole_mask, fps)
         latent = self.predict_latent(concat, tokens, time_ids)[0]
@@ -280,6 +285,7 @@ class M2SVidPipeline:
         frames, _, height, width = left.shape
         device = self.device
         left, warped, hole_mask = left.to(device, torch.float32), warped.to(device, torch.float32), hole_mask.to(device)
+        # Official order: zero the warped view under the closed mask, *then* dilate the mask.
         warped = torch.where(hole_mask, 0.0, warped)
         if opts.dilate_mask:
             hole_mask = F.max_pool2d(hole_mask.float(), 3, stride=1, padding=1) > 0.5
