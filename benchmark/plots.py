@@ -7,6 +7,7 @@ Every function takes plain data (no results-table knowledge) and writes one PNG;
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmark.fileio import atomic_write_bytes  # noqa: E402
 from benchmark.results import video_path  # noqa: E402
 
 FrameLoader = Callable[[str, str, str], "np.ndarray | None"]
@@ -45,13 +47,12 @@ def pareto_front(cost: Sequence[float], quality: Sequence[float], higher_is_bett
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def quality_latency_scatter(

@@ -48,7 +48,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmark.errors import StereobenchError, did_you_mean
+from benchmark.fileio import atomic_write_bytes
 from benchmark.metrics.spec import MetricSpec
 
 log = logging.getLogger(__name__)
@@ -271,20 +271,9 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()  # mkstemp creates 0600; published files get the usual mode
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, fsync,
     ``os.replace``); readers see the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
     return write_text_atomic(path, text)
 
@@ -308,25 +297,9 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write text (or bytes) to ``path`` atomically (same guarantees as :func:`write_json_atomic`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), _FILE_MODE)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    """Write text (or bytes) to ``path`` atomically (same guarantees as :func:`write_json_atomic`);
+    a thin wrapper over :func:`benchmark.fileio.atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8") if isinstance(text, str) else text)
 
 
 def rows_files(run_dir: str | os.PathLike) -> list[Path]:

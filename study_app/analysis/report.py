@@ -13,13 +13,12 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmark.fileio import atomic_write_bytes
 from study_app.analysis.pipeline import StudyResult
 
 
@@ -460,16 +459,7 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
     return doc, files
 
 
-def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_write = atomic_write_bytes  # old name, still imported by study_app.analysis.cli
 
 
 def write_report(result: StudyResult, out_dir: str | Path) -> dict:
