@@ -28,7 +28,7 @@ def test_builtin_protocols_match_the_paper_and_the_brief():
     paper = PROTOCOLS["paper"]
     assert (paper.num_frames, paper.fps, paper.short_side, paper.crop, paper.hole_mask_closing) == (16, 5.0, 512, (512, 512), 11)
     quick = PROTOCOLS["quick"]
-    assert (quick.num_frames, quick.fps, quick.short_side, quick.crop, quick.hole_mask_closing) == (8, 5.0, 256, (256, 256), 5)
+    assert (quick.num_frames, quick.fps, quick.short_side, quick.crop, quick.hole_mask_closing) == (16, 5.0, 192, (192, 192), 5)
     native = PROTOCOLS["native"]
     assert native.num_frames is None and native.fps is None and native.short_side is None and native.crop is None
 
@@ -101,6 +101,6 @@ def test_crop_larger_than_frame_and_mismatched_clip_raise():
 
 def test_quick_protocol_vectorised_sizes():
     out = apply_protocol(_clip(t=60, h=200, w=120), "quick")
-    assert out.left.shape == (8, 3, 256, 256)
-    assert out.disparity[0, 0, 0, 0].item() == pytest.approx(10 * 256 / 120)
+    assert out.left.shape == (16, 3, 192, 192)
+    assert out.disparity[0, 0, 0, 0].item() == pytest.approx(10 * 192 / 120)
     assert math.isclose(out.left.min().item(), 0.0)
