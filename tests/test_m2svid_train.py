@@ -18,6 +18,10 @@ def _samples():
     return [TrainSample(inp.left, inp.warped, inp.mask, gt, inp.fps)]
 
 
+def _dilated(mask):
+    return (torch.nn.functional.max_pool2d(mask.float(), 3, 1, 1) > 0.5).float()
+
+
 def _pipe():
     return M2SVidPipeline(*tiny_components(seed=0))
 
@@ -44,7 +48,7 @@ def test_short_overfit_lowers_latent_loss(tmp_path):
     # measured on the latent term alone (same code path, other weights 0).
     pipe = _pipe()
     samples = _samples()
-    batch = {"left": samples[0].left[None], "warped": samples[0].warped[None], "mask": samples[0].mask[None],
+    batch = {"left": samples[0].left[None], "warped": samples[0].warped[None], "mask": _dilated(samples[0].mask)[None],
              "right": samples[0].right[None], "fps": torch.tensor([5.0])}
 
     def loss_now():
@@ -53,7 +57,9 @@ def test_short_overfit_lowers_latent_loss(tmp_path):
             return m2svid_loss(pipe, batch, generator=torch.Generator().manual_seed(0))[1]["latent_l2"]
 
     initial = loss_now()
-    train(_config(tmp_path, steps=12, learning_rate=1e-2, l1_weight=0.0, lpips_weight=0.0), samples=samples, pipe=pipe)
+    # Whole clip at its own rate every step (scale 1, fps = the clip's): the batch above.
+    train(_config(tmp_path, steps=12, learning_rate=1e-2, l1_weight=0.0, lpips_weight=0.0, fps_range=(5, 5),
+                  resize_scale=(1.0, 1.0)), samples=samples, pipe=pipe)
     final = loss_now()
     assert final < 0.5 * initial, (initial, final)
 
@@ -91,3 +97,92 @@ def test_lpips_term_uses_suite_weights_or_names_the_fix(tmp_path):
         loss, parts = m2svid_loss(pipe, batch, lpips_model, torch.Generator().manual_seed(0))
     assert parts["lpips"] > 0
     assert loss.item() == pytest.approx(parts["latent_l2"] + parts["l1"] + parts["lpips"], rel=1e-5)
+
+
+# ---- training-sample schedule (official mix of settings, fps and RandomResizedCrop) ----------
+
+def _counting_clip(frames=40, height=20, width=28, fps=30.0):
+    """A clip whose left frame k is the constant k / 100 (so sampled frames can be identified)."""
+    left = (torch.arange(frames, dtype=torch.float32) / 100).view(-1, 1, 1, 1).expand(frames, 3, height, width).clone()
+    g = torch.Generator().manual_seed(5)
+    right = torch.rand(frames, 3, height, width, generator=g)
+    warped = torch.rand(frames, 3, height, width, generator=g)
+    mask = torch.zeros(frames, 1, height, width, dtype=torch.bool)
+    mask[:, :, 6:11, 9:13] = True
+    mask[:, :, 0:2, 0:3] = True  # touches the border
+    return TrainSample(left, warped, mask, right, fps)
+
+
+def test_default_schedule_is_the_official_mix():
+    config = TrainConfig(init="tiny", output_dir="unused")
+    settings, weights = config.schedule()
+    assert settings == ((4, 512), (16, 256), (25, 192)) and weights == pytest.approx((1 / 3,) * 3)
+    assert config.fps_range == (5, 30) and config.resize_scale == (0.3, 1.0) and config.protocol == "native"
+    assert TrainConfig(init="tiny", output_dir="unused", frames=8, size=64).schedule() == (((8, 64),), (1.0,))
+
+
+def test_schedule_frequencies_fps_and_shapes():
+    from methods.m2svid.train import ScheduledClips
+
+    settings, weights = ((2, 8), (3, 16), (5, 12)), (0.5, 0.3, 0.2)
+    data = ScheduledClips([_counting_clip()], settings, weights, fps_range=(5, 30), seed=3, length=2000)
+    n = 1200
+    counts, fps_counts, scales = [0, 0, 0], {}, []
+    for index in range(n):
+        item = data[index]
+        frames, side = settings[item["setting"]]
+        counts[item["setting"]] += 1
+        assert item["left"].shape == item["right"].shape == item["warped"].shape == (frames, 3, side, side)
+        assert item["mask"].shape == (frames, 1, side, side) and item["frame_index"].shape == (frames,)
+        fps = int(item["fps"])
+        fps_counts[fps] = fps_counts.get(fps, 0) + 1
+        scales.append(int(item["crop"][2]) ** 2 / 20**2)
+    for count, p in zip(counts, weights):  # binomial: within 4.5 standard deviations
+        assert abs(count - n * p) < 4.5 * (n * p * (1 - p)) ** 0.5, (counts, weights)
+    assert set(fps_counts) == set(range(5, 31))  # integers 5..30 inclusive, uniformly
+    expected = n / 26
+    assert all(abs(c - expected) < 4.5 * (expected * (1 - 1 / 26)) ** 0.5 for c in fps_counts.values()), fps_counts
+    # RandomResizedCrop area fraction: U(0.3, 1) up to the rounding of the side to whole pixels.
+    scales = torch.tensor(scales)
+    assert scales.min() >= 0.3 - 2 / 20 and scales.max() <= 1.0
+    assert abs(float(scales.mean()) - 0.65) < 0.03
+    # Same index -> same sample (resumable); another seed -> another sequence.
+    assert torch.equal(data[7]["left"], data[7]["left"])
+    other = ScheduledClips([_counting_clip()], settings, weights, seed=4)
+    assert any(not torch.equal(data[i]["crop"], other[i]["crop"]) for i in range(5))
+
+
+def test_sample_matches_torchvision_resized_crop_and_official_mask_order():
+    """Frames at the sampled rate (nearest frame), zero padding past the end, the warped view
+    zeroed under the closed mask before the 3x3 dilation, and one joint crop + bilinear
+    antialiased resize, compared with torchvision's resized_crop (an independent reference)."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    from methods.m2svid.train import ScheduledClips
+
+    clip = _counting_clip()
+    data = ScheduledClips([clip], ((25, 16),), fps_range=(5, 30), seed=0, length=100)
+    seen_padding = False
+    for index in range(12):
+        item = data[index]
+        frame_index = item["frame_index"]
+        valid = frame_index >= 0
+        seen_padding |= bool((~valid).any())
+        step = 30 / float(item["fps"])
+        gaps = frame_index[valid].diff().double()
+        assert ((gaps - step).abs() <= 1).all()  # nearest frame at fps: gaps are floor/ceil of 30/fps
+        assert valid[: int(valid.sum())].all()  # padding only at the end
+        top, left, side = item["crop"].tolist()
+        take = frame_index.clamp(min=0)
+        dilated = (torch.nn.functional.max_pool2d(clip.mask[take].float(), 3, 1, 1) > 0.5).float()
+        zeroed = torch.where(clip.mask[take], 0.0, clip.warped[take])
+
+        def reference(video):
+            out = TF.resized_crop(video, top, left, side, side, [16, 16], InterpolationMode.BILINEAR, antialias=True)
+            return out * valid.float()[:, None, None, None]
+
+        for key, video in (("left", clip.left[take]), ("right", clip.right[take]), ("warped", zeroed), ("mask", dilated)):
+            assert torch.allclose(item[key], reference(video), atol=1e-5), key
+        assert torch.allclose(item["left"][valid][:, 0, 0, 0], frame_index[valid].float() / 100, atol=1e-6)
+    assert seen_padding  # 25 frames at low fps run past the 40-frame clip: zero frames, as official

@@ -15,8 +15,16 @@ augmentation cond_aug = exp(-3 + 0.5 N(0,1)) as both the time id and the noise s
 
 Data: any dataset the suite loads with ground-truth right views and disparity
 (``benchmark.datasets.get_dataset``), through the shared protocol and warp
-(``benchmark.stereo.protocol.apply_protocol`` + ``benchmark.stereo.cache.build_stereo_input``),
-with random temporal windows and random crops. Multi-GPU / multi-node data parallel, mixed
+(``benchmark.stereo.protocol.apply_protocol`` + ``benchmark.stereo.cache.build_stereo_input``;
+default protocol ``native``: every frame at the native rate and size, 11x11 mask closing, warped
+pixels zeroed under the closed mask). :class:`ScheduledClips` then draws training samples the
+way the official data loader does (``m2svid/data/datasets.py``, ``configs/training/m2svid_train.yaml``):
+per sample one (frames, side) setting out of (4, 512), (16, 256), (25, 192) uniformly, a frame
+rate uniformly in 5..30 (integers; it is also the fps time id), a random start time, frames past
+the end of the clip zero-padded, the mask dilated 3x3 at native resolution, then one random square
+crop (side = the short side) followed by a RandomResizedCrop (scale 0.3-1, ratio 1, bilinear with
+antialias) applied jointly to left, right, warped and mask (the mask becomes fractional; the model
+sees mask * 2 - 1, resized to latent size without antialias). Multi-GPU / multi-node data parallel, mixed
 precision and resumable checkpoints come from ``accelerate`` (launch with ``accelerate launch
 -m benchmark.cli train m2svid ...``).
 """
@@ -39,6 +47,15 @@ from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
 from methods.m2svid.pipeline import M2SVidPipeline, edm_v_scalings
 
 
+#: Official per-sample training settings (frames, square side), drawn uniformly
+#: (configs/training/m2svid_train.yaml: frame_number [4, 16, 25], resolution [512, 256, 192]).
+OFFICIAL_SETTINGS = ((4, 512), (16, 256), (25, 192))
+#: Official sampling frame rates: integers 5..30 inclusive (np.random.randint(5, 31)).
+OFFICIAL_FPS_RANGE = (5, 30)
+#: Official RandomResizedCrop area range (ratio fixed to 1).
+OFFICIAL_RESIZE_SCALE = (0.3, 1.0)
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`train` (defaults: the official training configuration).
@@ -47,15 +64,36 @@ class TrainConfig:
     U-Net is expanded to 13 channels as the official init does), or ``"tiny"`` (random tiny
     model: tests and smoke runs). output_dir: checkpoints (``checkpoints/step-N``), the final
     diffusers folder (``final/``) and ``log.jsonl``.
+
+    Sampling schedule (see :class:`ScheduledClips`): ``settings`` are (frames, square side)
+    pairs, drawn with probabilities ``setting_weights`` (None = uniform, as official);
+    ``fps_range`` the inclusive integer range of sampling frame rates; ``resize_scale`` the
+    RandomResizedCrop area range. ``frames`` / ``size``, when given, replace the schedule by a
+    single setting (a missing one is taken from the official (16, 256)).
     """
+
+    def schedule(self) -> tuple[tuple[tuple[int, int], ...], tuple[float, ...]]:
+        """The (frames, side) settings and their probabilities (normalised)."""
+        if self.frames is not None or self.size is not None:
+            return ((int(self.frames or 16), int(self.size or 256)),), (1.0,)
+        settings = tuple((int(f), int(s)) for f, s in self.settings)
+        weights = self.setting_weights or (1.0,) * len(settings)
+        if len(weights) != len(settings) or min(weights) < 0 or sum(weights) <= 0:
+            raise StereobenchError(f"setting_weights {weights} must be {len(settings)} non-negative numbers, not all 0")
+        total = float(sum(weights))
+        return settings, tuple(float(w) / total for w in weights)
 
     init: str
     output_dir: str
     dataset: str = "synthetic"
     dataset_options: dict = field(default_factory=dict)
-    protocol: str = "paper"
-    frames: int = 16
-    size: int = 256
+    protocol: str = "native"
+    settings: tuple = OFFICIAL_SETTINGS
+    setting_weights: tuple | None = None
+    fps_range: tuple = OFFICIAL_FPS_RANGE
+    resize_scale: tuple = OFFICIAL_RESIZE_SCALE
+    frames: int | None = None
+    size: int | None = None
     max_clips: int | None = None
     steps: int = 1000
     learning_rate: float = 2e-6
@@ -86,33 +124,97 @@ class TrainSample:
     fps: float
 
 
-class ClipWindows(torch.utils.data.Dataset):
-    """Random (frames x size x size) windows of training clips; one epoch = ``length`` draws.
+class ScheduledClips(torch.utils.data.Dataset):
+    """Training samples drawn as the official data loader does; one epoch = ``length`` draws.
 
-    Windows are drawn from a generator seeded by (seed, index), so a resumed run sees the same
-    sequence of samples.
+    Per sample (generator seeded by (seed, index), so a resumed run sees the same sequence):
+
+    1. a clip uniformly; a setting ``(frames, side)`` with probabilities ``weights``; an integer
+       frame rate ``fps`` uniformly in ``fps_range`` (inclusive);
+    2. frames at ``fps`` from a random start time in [0, duration - frames / fps] (0 if the clip
+       is shorter): frame k is the clip frame nearest to start + k / fps; frames past the end
+       are zero (left, right, warped and mask), as ffmpeg + zero padding give officially;
+    3. warped pixels under the (closed) mask set to 0, then the mask dilated 3x3 (native size);
+    4. a random square crop of side min(H, W), then RandomResizedCrop: side
+       round(sqrt(U(scale) * S^2)) at a uniform position, resized to ``side`` x ``side``
+       (bilinear, antialias), jointly for left, right, warped and mask.
+
+    Items: ``left``, ``warped``, ``right`` float32 (T, 3, side, side) in [0, 1]; ``mask``
+    float32 (T, 1, side, side) in [0, 1] (fractional after resizing: the model mask); ``fps``
+    (the sampled rate, the fps time id); ``setting`` (index into ``settings``); ``crop``
+    (top, left, side) in clip pixels; ``frame_index`` (T,) clip frame of each sample, -1 = padding.
     """
 
-    def __init__(self, samples: list[TrainSample], frames: int, size: int, seed: int = 0, length: int = 10_000):
+    def __init__(self, samples: list[TrainSample], settings, weights=None, fps_range=OFFICIAL_FPS_RANGE,
+                 resize_scale=OFFICIAL_RESIZE_SCALE, seed: int = 0, length: int = 10_000, dilate_mask: bool = True):
         if not samples:
             raise StereobenchError("no training clips: the dataset yielded no clip with a ground-truth right view")
-        self.samples, self.frames, self.size, self.seed, self.length = samples, frames, size, seed, length
+        self.samples, self.settings = samples, tuple((int(f), int(s)) for f, s in settings)
+        if not self.settings or any(f < 1 or f > 25 or s < 8 for f, s in self.settings):
+            raise StereobenchError(f"training settings {settings} must be (frames 1..25, side >= 8) pairs")
+        weights = torch.tensor(weights if weights is not None else [1.0] * len(self.settings), dtype=torch.float64)
+        if weights.numel() != len(self.settings) or (weights < 0).any() or weights.sum() <= 0:
+            raise StereobenchError(f"setting weights {weights.tolist()} must be {len(self.settings)} non-negative numbers, not all 0")
+        self.weights = weights / weights.sum()
+        self.fps_range = (int(fps_range[0]), int(fps_range[1]))
+        if not 0 < self.fps_range[0] <= self.fps_range[1]:
+            raise StereobenchError(f"fps_range {fps_range} must be (low, high) with 0 < low <= high")
+        self.resize_scale = (float(resize_scale[0]), float(resize_scale[1]))
+        if not 0 < self.resize_scale[0] <= self.resize_scale[1] <= 1:
+            raise StereobenchError(f"resize_scale {resize_scale} must satisfy 0 < low <= high <= 1")
+        self.seed, self.length, self.dilate_mask = seed, length, dilate_mask
 
     def __len__(self) -> int:
         return self.length
 
+    def draw(self, g: torch.Generator) -> dict:
+        """The random choices of one sample (setting, fps, clip, start, crop), as plain numbers."""
+        clip_index = int(torch.randint(len(self.samples), (1,), generator=g))
+        setting = int(torch.multinomial(self.weights, 1, generator=g))
+        fps = int(torch.randint(self.fps_range[0], self.fps_range[1] + 1, (1,), generator=g))
+        sample = self.samples[clip_index]
+        total, _, height, width = sample.left.shape
+        frames, _ = self.settings[setting]
+        duration = total / float(sample.fps)
+        start = float(torch.rand((), generator=g, dtype=torch.float64)) * max(duration - frames / fps, 0.0)
+        square = min(height, width)
+        y0 = int(torch.randint(height - square + 1, (1,), generator=g))
+        x0 = int(torch.randint(width - square + 1, (1,), generator=g))
+        low, high = self.resize_scale
+        area = square * square * (low + (high - low) * float(torch.rand((), generator=g, dtype=torch.float64)))
+        side = min(max(int(round(math.sqrt(area))), 1), square)
+        i = int(torch.randint(square - side + 1, (1,), generator=g))
+        j = int(torch.randint(square - side + 1, (1,), generator=g))
+        return {"clip": clip_index, "setting": setting, "fps": fps, "start": start, "crop": (y0 + i, x0 + j, side)}
+
     def __getitem__(self, index: int) -> dict:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        sample = self.samples[int(torch.randint(len(self.samples), (1,), generator=g))]
-        total, _, height, width = sample.left.shape
-        frames = min(self.frames, total)
-        t0 = int(torch.randint(total - frames + 1, (1,), generator=g))
-        side = min(self.size, height, width)
-        y0 = int(torch.randint(height - side + 1, (1,), generator=g))
-        x0 = int(torch.randint(width - side + 1, (1,), generator=g))
-        crop = lambda v: v[t0:t0 + frames, :, y0:y0 + side, x0:x0 + side]  # noqa: E731
-        return {"left": crop(sample.left), "warped": crop(sample.warped), "mask": crop(sample.mask),
-                "right": crop(sample.right), "fps": torch.tensor(float(sample.fps))}
+        choice = self.draw(g)
+        sample = self.samples[choice["clip"]]
+        frames, out_side = self.settings[choice["setting"]]
+        total = sample.left.shape[0]
+        # Nearest clip frame to each sampling time (ffmpeg's fps filter rounds to the nearest).
+        times = choice["start"] + torch.arange(frames, dtype=torch.float64) / choice["fps"]
+        index_float = torch.floor(times * float(sample.fps) + 0.5)
+        frame_index = torch.where(index_float < total, index_float, -1).long()
+        take = frame_index.clamp(min=0)
+        top, left_px, side = choice["crop"]
+        height, width = sample.left.shape[-2:]
+        # Work on the crop plus a 1-pixel margin (the 3x3 dilation sees just outside the crop).
+        y0, y1 = max(top - 1, 0), min(top + side + 1, height)
+        x0, x1 = max(left_px - 1, 0), min(left_px + side + 1, width)
+        region = (take, slice(None), slice(y0, y1), slice(x0, x1))
+        closed = sample.mask[region].bool()
+        warped = torch.where(closed, 0.0, sample.warped[region].float())
+        model_mask = F.max_pool2d(closed.float(), 3, stride=1, padding=1) > 0.5 if self.dilate_mask else closed
+        stack = torch.cat([sample.left[region].float(), sample.right[region].float(), warped, model_mask.float()], dim=1)
+        stack = stack[:, :, top - y0:top - y0 + side, left_px - x0:left_px - x0 + side]
+        if side != out_side:
+            stack = F.interpolate(stack, size=(out_side, out_side), mode="bilinear", align_corners=False, antialias=True)
+        stack = stack * (frame_index >= 0).to(stack.dtype)[:, None, None, None]  # zero padding past the end
+        return {"left": stack[:, 0:3], "right": stack[:, 3:6], "warped": stack[:, 6:9], "mask": stack[:, 9:10],
+                "fps": torch.tensor(float(choice["fps"])), "setting": choice["setting"],
+                "crop": torch.tensor(choice["crop"]), "frame_index": frame_index}
 
 
 def load_training_samples(config: TrainConfig) -> list[TrainSample]:
@@ -162,7 +264,12 @@ def build_pipeline_for_training(init: str, full_attention: bool = True) -> M2SVi
 
 def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: torch.Generator | None = None,
                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
-    """The paper's training loss for a batch of clips (B, T, 3, H, W); returns (loss, parts)."""
+    """The paper's training loss for a batch of clips; returns (loss, parts).
+
+    ``batch`` as :class:`ScheduledClips` yields it: ``left``, ``warped`` (0 under the closed
+    mask), ``right`` (B, T, 3, H, W) in [0, 1]; ``mask`` (B, T, 1, H, W) the model mask in
+    [0, 1] (dilated; fractional after resizing); ``fps`` (B,) the fps time id.
+    """
     unet, vae = pipe.unet, pipe.vae
     device = next(unet.parameters()).device
     left, warped, right = (batch[k].to(device, torch.float32) for k in ("left", "warped", "right"))
@@ -175,9 +282,9 @@ def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: 
         concat, tokens, ids, targets, gt_m11 = [], [], [], [], []
         for b in range(batch_size):  # loop over clips of the batch (B is 1 per GPU officially)
             cond_aug = math.exp(-3 + 0.5 * float(torch.randn((), generator=generator)))
-            m = F.max_pool2d(mask[b].float(), 3, stride=1, padding=1) > 0.5
+            m = mask[b].float()  # model mask in [0, 1]: already dilated (and resampled) by the data
             left_m11 = left[b] * 2 - 1
-            warped_m11 = torch.where(m, 0.0, warped[b]) * 2 - 1
+            warped_m11 = warped[b] * 2 - 1  # already 0 under the closed mask (official order)
             noise = torch.randn((2, *left_m11.shape), generator=generator).to(device)
             c, i = pipe.conditioning(left_m11 + cond_aug * noise[0], warped_m11 + cond_aug * noise[1], m, float(batch["fps"][b]))
             i[0, 2] = cond_aug
@@ -231,8 +338,9 @@ def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
-    data = ClipWindows(samples, config.frames, config.size, seed=config.seed,
-                       length=config.steps * config.gradient_accumulation * accelerator.num_processes)
+    settings, setting_weights = config.schedule()
+    data = ScheduledClips(samples, settings, setting_weights, config.fps_range, config.resize_scale, seed=config.seed,
+                          length=config.steps * config.gradient_accumulation * accelerator.num_processes)
     loader = torch.utils.data.DataLoader(data, batch_size=1, shuffle=False, num_workers=config.num_workers)
     unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
     pipe.unet = unet
