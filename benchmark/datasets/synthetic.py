@@ -319,7 +319,7 @@ class SyntheticDataset:
         device: where to render ("cpu" default).
     """
 
-    def __init__(self, num_clips: int = 4, size: int | str | tuple[int, int] = 512, num_frames: int = 16,
+    def __init__(self, num_clips: int = 4, size: int | str | tuple[int, int] = 192, num_frames: int = 16,
                  fps: float = 5.0, seed: int = 0, integer_disparity: bool | str = True, device: str = "cpu"):
         self.num_clips = int(num_clips)
         self.height, self.width = _parse_size(size)
