@@ -15,7 +15,7 @@ Examples:
       --frames 4 --size 64 --steps 20 --no-lpips --output runs/m2svid-smoke
   accelerate launch -m benchmark.cli train m2svid \\
       --init stabilityai/stable-video-diffusion-img2vid-xt --dataset stereo4d \\
-      --frames 16 --size 256 --mixed-precision bf16 --gradient-checkpointing \\
+      --mixed-precision bf16 --gradient-checkpointing \\
       --steps 300000 --output runs/m2svid
 """
 
@@ -36,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="synthetic", help="dataset name (see `stereobench prepare --help`)")
     parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset option, repeatable (e.g. size=256)")
-    parser.add_argument("--protocol", default="paper", help="clip protocol applied before warping (default: paper)")
+    parser.add_argument("--protocol", default="native",
+                        help="clip protocol applied before warping (default: native, as the official loader: native rate and size)")
     parser.add_argument("--max-clips", type=int, default=None, help="use at most this many clips")
-    parser.add_argument("--frames", type=int, default=16, help="frames per training window (official: 4, 16 or 25)")
-    parser.add_argument("--size", type=int, default=256, help="crop side in pixels (official: 512, 256 or 192)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="fixed frames per sample (default: the official mix of 4 / 16 / 25 with sides 512 / 256 / 192)")
+    parser.add_argument("--size", type=int, default=None, help="fixed crop side in pixels (default: the official mix)")
     parser.add_argument("--steps", type=int, default=1000, help="optimizer steps")
     parser.add_argument("--lr", type=float, default=2e-6, help="AdamW learning rate (official 2e-6)")
     parser.add_argument("--grad-accum", type=int, default=2, help="gradient accumulation (official 2)")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.datasets import parse_options
     from methods.m2svid.train import TrainConfig, train
 
-    if args.frames < 1 or args.frames > 25:
+    if args.frames is not None and not 1 <= args.frames <= 25:
         raise StereobenchError(f"--frames must be 1..25 (the model's frame budget), got {args.frames}")
     config = TrainConfig(
         init=args.init, output_dir=args.output, dataset=args.dataset, dataset_options=parse_options(args.dataset_option),
