@@ -169,3 +169,25 @@ def test_wrong_files_name_what_was_expected(tmp_path):
     with pytest.raises(StereobenchError, match="no place"):
         convert_checkpoint(_write(tmp_path, state), tmp_path / "d", **_tiny_configs(encoder))
     assert not (tmp_path / "d").exists()
+
+
+def test_manifest_reports_whether_training_target_encoder_matches():
+    """Official training encodes the target with first_stage_model.encoder and no quant_conv;
+    the converted VAE holds the conditioner encoder + quant_conv: the report says if they agree."""
+    from methods.m2svid.convert import ENCODER_PREFIX, FIRST_STAGE_ENCODER_PREFIX, QUANT_PREFIX, convert_state
+
+    unet, vae, encoder = _reference()
+    state = _official_state(unet, vae, encoder)
+    first_stage = {FIRST_STAGE_ENCODER_PREFIX + k[len(ENCODER_PREFIX):]: v.clone()
+                   for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    report = convert_state({**state, **first_stage}, **_tiny_configs(encoder))[3]
+    assert report["first_stage_encoder_equals_conditioner_encoder"] is True
+    assert report["quant_conv_is_identity"] is False  # random tiny quant_conv
+    channels = state[QUANT_PREFIX + "weight"].shape[0]
+    identity = {QUANT_PREFIX + "weight": torch.eye(channels).reshape(channels, channels, 1, 1),
+                QUANT_PREFIX + "bias": torch.zeros(channels)}
+    first_stage[FIRST_STAGE_ENCODER_PREFIX + "conv_in.bias"] += 1
+    report = convert_state({**state, **first_stage, **identity}, **_tiny_configs(encoder))[3]
+    assert report["quant_conv_is_identity"] is True
+    assert report["first_stage_encoder_equals_conditioner_encoder"] is False
+    assert "quant_conv_is_identity" not in convert_state(state, **_tiny_configs(encoder))[3]  # no first stage: no claim

@@ -369,6 +369,7 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
         if unused:
             raise StereobenchError(f"{len(unused)} VAE tensor(s) have no place in AutoencoderKLTemporalDecoder, e.g. {unused[:3]}")
         report["components"]["vae"] = f"checkpoint ({encoder_prefix}* + {DECODER_PREFIX}*)"
+        report.update(_training_target_encoder_check(state, name_map, has_encoder and has_first_encoder))
     else:
         vae = _svd_component(svd_source, "vae", "VAE (first_stage_model.decoder / conditioner encoder)")
         report["components"]["vae"] = f"svd source {svd_source}"
@@ -388,6 +389,27 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
                       for k in state if not k.startswith(prefixes)})
     report["skipped_prefixes"] = skipped
     return unet, vae, encoder, report
+
+
+def _training_target_encoder_check(state: dict[str, torch.Tensor], name_map: dict[str, str], both: bool) -> dict:
+    """Whether the converted VAE encoder also reproduces the official *training* target encoder.
+
+    Officially the conditions are encoded by the conditioner's KL encoder + quant_conv (what the
+    converted VAE holds), but the training target by ``first_stage_model.encoder`` with no
+    quant_conv (OFFICIAL_CODE_FACTS.md C, D). The two agree iff the encoder tensors are equal and
+    quant_conv is the identity; recorded in the manifest so a fine-tuning run can be judged.
+    """
+    if not both:
+        return {}
+    weight, bias = state[QUANT_PREFIX + "weight"], state[QUANT_PREFIX + "bias"]
+    channels = weight.shape[0]
+    identity = bool(torch.equal(weight.reshape(channels, -1).float(), torch.eye(channels)) and not bias.any())
+    same = all(
+        FIRST_STAGE_ENCODER_PREFIX + src[len(ENCODER_PREFIX):] in state
+        and torch.equal(state[src], state[FIRST_STAGE_ENCODER_PREFIX + src[len(ENCODER_PREFIX):]])
+        for src in name_map.values() if src.startswith(ENCODER_PREFIX)
+    )
+    return {"quant_conv_is_identity": identity, "first_stage_encoder_equals_conditioner_encoder": same}
 
 
 def _sha256(path: Path) -> str:
