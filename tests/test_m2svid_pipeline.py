@@ -126,12 +126,12 @@ def test_blending_is_seamless_for_position_independent_model():
 
 def test_tiles_and_chunks_run_on_real_model_and_are_deterministic():
     pipe = load_pipeline(tiny_folder(), options=InferenceOptions(chunk_frames=3, temporal_overlap=1, tile_size=16, tile_overlap=8))
-    inp, _ = make_layered_scene(4, 32, 40, foreground_disparity=4, velocity=-2)
+    inp, _ = make_layered_scene(4, 24, 28, foreground_disparity=4, velocity=-2)  # 2 x 2 x 3 windows
     with torch.no_grad():
         a = pipe(inp.left, inp.warped, inp.mask, fps=5.0, seed=1)
         b = pipe(inp.left, inp.warped, inp.mask, fps=5.0, seed=1)
         c = pipe(inp.left, inp.warped, inp.mask, fps=5.0, seed=2)
-    assert a.shape == (4, 3, 32, 40) and torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+    assert a.shape == (4, 3, 24, 28) and torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 

@@ -126,7 +126,7 @@ def test_schedule_frequencies_fps_and_shapes():
 
     settings, weights = ((2, 8), (3, 16), (5, 12)), (0.5, 0.3, 0.2)
     data = ScheduledClips([_counting_clip()], settings, weights, fps_range=(5, 30), seed=3, length=2000)
-    n = 1200
+    n = 900
     counts, fps_counts, scales = [0, 0, 0], {}, []
     for index in range(n):
         item = data[index]
