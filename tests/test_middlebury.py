@@ -129,13 +129,17 @@ def test_shared_warp_at_least_as_good_as_native_warps(protocol, quality_quick):
     assert rows["shared"]["psnr_common"] >= max(rows[n]["psnr_common"] for n in NATIVE), rows
 
 
-# Each warp's OWN non-hole pixels differ between warps: StereoCrafter's soft mask declares ~3
-# points more pixels holes (the hardest ones, at depth edges), which raises its PSNR there
-# (27.27 vs 26.59 dB for the shared warp, paper protocol). Reported in docs/datasets.md; kept
-# visible as a non-strict xfail rather than hidden.
+# Each warp's OWN non-hole pixels differ between warps, so a larger hole mask that drops the
+# hardest (depth-edge) pixels scores higher there. The shared warp's coverage rule (hole where the
+# front surface covers < 0.5 of the pixel, the pixel-centre rule; docs/stereo.md) gives it a hole
+# fraction close to StereoCrafter's (0.192 vs 0.188, paper protocol) and the higher PSNR on its own
+# pixels (27.66 vs 27.27 dB); docs/datasets.md has the table.
 @needs_native
-@pytest.mark.xfail(reason="on its own (larger) hole mask StereoCrafter's warp scores higher: 27.27 vs 26.59 dB; "
-                          "see docs/datasets.md", strict=False)
-def test_shared_warp_at_least_as_good_on_each_warps_own_pixels(quality_quick):
-    rows = quality_quick
+@pytest.mark.parametrize("protocol", ["quick", pytest.param("paper", marks=pytest.mark.slow)])
+def test_shared_warp_at_least_as_good_on_each_warps_own_pixels(protocol, quality_quick):
+    from benchmark.datasets.middlebury import warp_quality
+
+    rows = quality_quick if protocol == "quick" else {r["warp"]: r for r in warp_quality("pan-right", protocol)}
     assert rows["shared"]["psnr_own"] >= max(rows[n]["psnr_own"] for n in NATIVE), rows
+    # Not bought with a much larger mask: at most 2 points more holes than the most cautious native warp.
+    assert rows["shared"]["hole_fraction"] <= max(rows[n]["hole_fraction"] for n in NATIVE) + 0.02, rows

@@ -81,6 +81,93 @@ def test_near_square_occludes_background_and_leaves_hole_on_the_right():
     assert hole[0, 0, :, w - 2:].all()
 
 
+def _shared_warp_loop(left: np.ndarray, disparity: np.ndarray, tolerance: float = 1.5, min_coverage: float = 0.5):
+    """Per-pixel loop of the documented rule (docs/stereo.md): tent splats, z-buffer over the
+    contributions with weight > 0, accept d >= z_max - tolerance with weight tent * exp(d - z_max),
+    coverage = sum of accepted tents, hole where coverage < min_coverage."""
+    c, h, w = left.shape
+    out = np.zeros((c, h, w))
+    coverage = np.zeros((h, w))
+    for y in range(h):
+        contributions = {}
+        for x in range(w):
+            xr = x - disparity[y, x]
+            x0 = int(np.floor(xr))
+            for target, tent in ((x0, 1 - (xr - x0)), (x0 + 1, xr - x0)):
+                if tent > 0 and 0 <= target < w:
+                    contributions.setdefault(target, []).append((disparity[y, x], tent, left[:, y, x]))
+        for target, items in contributions.items():
+            z_max = max(d for d, _, _ in items)
+            accepted = [(tent * np.exp(d - z_max), tent, colour) for d, tent, colour in items if d >= z_max - tolerance]
+            cov = sum(tent for _, tent, _ in accepted)
+            if cov >= min_coverage:
+                coverage[y, target] = cov
+                out[:, y, target] = sum(wt * colour for wt, _, colour in accepted) / sum(wt for wt, _, _ in accepted)
+    return out, coverage < min_coverage, coverage
+
+
+@pytest.mark.parametrize("min_coverage", [0.5, 1e-3])
+def test_shared_warp_equals_per_pixel_loop(min_coverage):
+    left = _rand((2, 3, 7, 26), seed=15, dtype=torch.float64)
+    x = torch.arange(26, dtype=torch.float64)
+    # Slanted (compressed and stretched) surfaces, a near block with fractional edges, noise.
+    disparity = (3 + 2.5 * torch.sin(x / 3)).view(1, 1, 1, 26).repeat(2, 1, 7, 1)
+    disparity = disparity + _rand((2, 1, 7, 26), seed=16, dtype=torch.float64) * 0.8
+    disparity[:, :, 2:6, 9:15] += 5.3
+    warped, hole, coverage = forward_warp_with_weights(left, disparity, min_coverage=min_coverage)
+    for t in range(2):
+        ref, ref_hole, ref_cov = _shared_warp_loop(left[t].numpy(), disparity[t, 0].numpy(), min_coverage=min_coverage)
+        assert np.array_equal(hole[t, 0].numpy(), ref_hole)
+        np.testing.assert_allclose(coverage[t, 0].numpy(), ref_cov, atol=1e-12)
+        np.testing.assert_allclose(warped[t].numpy(), ref, atol=1e-12)
+    assert 0.02 < hole[..., :20].double().mean() < 0.5  # the case has holes, but is mostly filled
+
+
+@pytest.mark.parametrize("d_near", [2.3, 2.6])
+def test_half_covered_edge_pixels_are_holes(d_near):
+    """Pixel-centre rule: a target that the front surface covers by less than half is a hole."""
+    left = torch.zeros(1, 3, 1, 24, dtype=torch.float64)
+    left[:, 0] = 0.25  # far background, disparity 0
+    left[:, 1, :, 10:16] = 1.0  # near block, sources 10..15, lands at 10 - d .. 15 - d
+    left[:, 0, :, 10:16] = 0.0
+    disparity = torch.zeros(1, 1, 1, 24, dtype=torch.float64)
+    disparity[..., 10:16] = d_near
+    frac = 1 - (d_near - 2)  # source 15 lands at 13 - (d_near - 2): target 13 gets 1 - (d_near - 2)
+    warped, hole, coverage = forward_warp_with_weights(left, disparity)
+    # Occluding (left) edge: source 10 lands at 7 + frac; target 7 is covered 1 - frac by the block,
+    # the background there is rejected (behind the block).
+    assert float(coverage[0, 0, 0, 7]) == pytest.approx(1 - frac if 1 - frac >= 0.5 else 0.0)
+    assert bool(hole[0, 0, 0, 7]) == (1 - frac < 0.5)
+    # Disocclusion (right) edge: target 13 is covered frac by source 15; 14 and 15 see nothing.
+    assert bool(hole[0, 0, 0, 13]) == (frac < 0.5)
+    assert hole[0, 0, 0, 14:16].all() and not hole[0, 0, 0, 16:].any() and not hole[0, 0, 0, :7].any()
+    filled = ~hole[0, 0, 0]
+    filled[:7] = False  # filled columns 7..13 are pure block colour: no background mixed in
+    filled[14:] = False
+    assert int(filled.sum()) == 6
+    torch.testing.assert_close(warped[0, 1, 0][filled], torch.ones(6, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert (warped[0, 0, 0][filled] == 0).all()
+    # The old rule (any weight) fills both edge pixels with the block's colour.
+    _, hole_any = forward_warp(left, disparity, min_coverage=1e-3)
+    assert not hole_any[0, 0, 0, 7] and not hole_any[0, 0, 0, 13]
+
+
+@pytest.mark.parametrize("stretch,max_hole_fraction", [(1.4, 0.0), (3.0, 0.75)])
+def test_stretched_surface_cracks_only_beyond_the_coverage_limit(stretch, max_hole_fraction):
+    """A surface stretched by s covers each target by about 1/s (tent weights sum to >= 2 - s):
+    no cracks up to s = 1.5; at s = 3 only the targets within half a pixel of a landing stay."""
+    w = 60
+    x = torch.arange(w, dtype=torch.float64)
+    disparity = (40 - (stretch - 1) * x).view(1, 1, 1, w).clamp(min=0)  # x_R = x - d = stretch * x - 40
+    left = _rand((1, 3, 1, w), seed=17, dtype=torch.float64)
+    _, hole = forward_warp(left, disparity)
+    fraction = float(hole[0, 0, 0, 2:12].double().mean())  # targets 2..11 lie inside the stretched part
+    if max_hole_fraction == 0.0:
+        assert fraction == 0.0
+    else:
+        assert 1 - 1 / stretch - 0.1 < fraction <= max_hole_fraction  # about 2/3 of the targets
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), -5.0, 1e30, -1e30])
 def test_no_nans_with_bad_disparity(bad):
     left = _rand((2, 3, 6, 20))

@@ -39,7 +39,7 @@ from benchmark.stereo.protocol import ClipProtocol, apply_protocol, get_protocol
 from benchmark.stereo.warp import close_hole_mask
 
 #: Version of the shared stage's output; part of every cache key.
-STAGE_VERSION = "stereo-stage-1"
+STAGE_VERSION = "stereo-stage-2"  # 2: shared warp holes = front-surface coverage < 0.5
 
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"

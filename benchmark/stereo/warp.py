@@ -19,15 +19,26 @@ Algorithm of :func:`forward_warp` (sub-pixel splatting with a soft z-buffer):
    motorcycle pair these choices gave the best PSNR against the real right view among the
    variants tried; docs/performance.md has the numbers.)
 3. The accepted contributions are accumulated (colour x weight, weight) and normalised by their
-   weight, so sub-pixel shifts conserve intensity. A target whose accepted weight is below
-   ``hole_weight_threshold`` (default 1e-3) is a hole: its warped value is 0 and the mask True.
+   weight, so sub-pixel shifts conserve intensity.
+4. Coverage rule (holes): the *coverage* of a target pixel is the sum of the tent weights
+   ``1 - |x_R - x|`` of its accepted (front-surface) contributions, i.e. how much of the
+   target is covered by the splat footprints of the visible surface (1 for a plain shift,
+   ``1 / stretch`` on a stretched surface). A target whose coverage is below ``min_coverage``
+   (default 0.5) is a hole: its warped value is 0 and the mask True. 0.5 is the rasteriser's
+   pixel-centre rule: one source splat covers the target's centre exactly when its tent weight
+   is >= 0.5 (it lands within half a pixel). So the half-covered pixels along a depth edge,
+   whose real colour is a mixture of the front surface and what lies next to it (a
+   disocclusion, or the background visible beside an occluder's edge), are holes, and a
+   surface stretched by more than about 1.5-2x cracks open instead of being smeared. (The
+   earlier rule, hole = coverage < 1e-3, filled those edge pixels with the front surface's
+   colour; docs/stereo.md and docs/datasets.md give the numbers of both rules.)
 
 Robustness: NaN/inf disparity and NaN/inf colours mark a source invalid (it is dropped, so its
 target may become a hole); negative disparity moves the pixel to the right, as the geometry says
 (a point behind the zero-parallax plane); huge finite disparities just leave the frame. The
 output never holds NaN or inf.
 
-Everything is vectorised over T*H*W with ``scatter_reduce_`` / ``index_add_`` and batched over
+Everything is vectorised over T*H*W with ``scatter_reduce_`` / ``scatter_add_`` and batched over
 frames (in chunks of ``frames_per_chunk`` frames to bound temporaries and reuse memory); the same
 code runs on CPU and GPU, in float32 or float64 (the dtype follows ``left``).
 """
@@ -42,7 +53,7 @@ import torch.nn.functional as F
 from benchmark.errors import StereobenchError
 
 DEFAULT_OCCLUSION_TOLERANCE = 1.5
-DEFAULT_HOLE_WEIGHT_THRESHOLD = 1e-3
+DEFAULT_MIN_COVERAGE = 0.5
 
 
 def check_warp_inputs(left: torch.Tensor, disparity: torch.Tensor) -> None:
@@ -95,7 +106,7 @@ class _Workspace:
         self.target = torch.empty(n, dtype=torch.int64, device=device)
         self.flag = torch.empty(n, dtype=torch.bool, device=device)
         self.z_max = torch.empty(self.n_targets, **f)
-        self.accum = torch.empty((c + 1, self.n_targets), **f)
+        self.accum = torch.empty((c + 2, self.n_targets), **f)
         self.padded_w = padded_w
 
     _local = threading.local()
@@ -120,8 +131,8 @@ def clear_workspaces() -> None:
 
 
 def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance: float,
-                hole_weight_threshold: float, warped_out: torch.Tensor, hole_out: torch.Tensor,
-                weight_out: torch.Tensor, pixels_finite: bool) -> None:
+                min_coverage: float, warped_out: torch.Tensor, hole_out: torch.Tensor,
+                coverage_out: torch.Tensor, pixels_finite: bool) -> None:
     t, c, h, w = left.shape
     n = t * h * w
     ws = _Workspace.get(t, c, h, w, left.device, left.dtype)
@@ -145,24 +156,31 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
     torch.sub(1.0, ws.frac, out=ws.one_minus_frac)
     ws.base.copy_(ws.floor)
     ws.base.add_(ws.row_start)
+    # Second tent target floor + ceil(frac): floor + 1, or the source's own weight-1 target when
+    # it lands exactly on a column (frac = 0), so a weight-0 splat never occludes a neighbour.
+    torch.ceil(ws.frac, out=ws.gathered)
+    ws.target.copy_(ws.gathered)
+    ws.target.add_(ws.base)
     # Z-buffer: the largest disparity among the contributions (weight > 0) to each target column.
     ws.z_max.fill_(float("-inf"))
     ws.z_max.scatter_reduce_(0, ws.base, disp, reduce="amax", include_self=True)
-    torch.add(ws.base, 1, out=ws.target)
-    torch.le(ws.frac, 0.0, out=ws.flag)
-    ws.source.copy_(disp).masked_fill_(ws.flag, float("-inf"))  # weight-0 splats do not occlude
-    ws.z_max.scatter_reduce_(0, ws.target, ws.source, reduce="amax", include_self=True)
+    ws.z_max.scatter_reduce_(0, ws.target, disp, reduce="amax", include_self=True)
     ws.accum.zero_()
-    total = ws.accum[c]
+    total, coverage = ws.accum[c], ws.accum[c + 1]
     for offset in (0, 1):
         target = ws.base if offset == 0 else ws.target
+        tent = ws.one_minus_frac if offset == 0 else ws.frac
         torch.index_select(ws.z_max, 0, target, out=ws.gathered)
-        # gap = d - z_max <= 0 for every contribution with weight > 0 (clamped for the others).
+        # gap = d - z_max <= 0 for every contribution (weight-0 ones included, harmlessly).
         torch.sub(disp, ws.gathered, out=ws.gathered).clamp_(max=0.0)
-        torch.ge(ws.gathered, -occlusion_tolerance, out=ws.flag)  # the front surface only
+        # Accepted = the front surface, gap >= -tolerance, as a float 0/1 step: sign(gap + tol) + 1
+        # clamped to 1 (bool masks cost 5-10x more than float ops here).
+        torch.add(ws.gathered, occlusion_tolerance, out=ws.weight).sign_().add_(1.0).clamp_(max=1.0)
+        # Coverage of the target by the front surface: the accepted tent weights alone.
+        torch.mul(tent, ws.weight, out=ws.source)
+        coverage.scatter_add_(0, target, ws.source)
         ws.gathered.exp_()  # soft z-buffer: within the tolerance, nearer counts more
-        torch.mul(ws.one_minus_frac if offset == 0 else ws.frac, ws.gathered, out=ws.weight)
-        ws.weight.mul_(ws.flag)
+        torch.mul(ws.source, ws.gathered, out=ws.weight)
         total.scatter_add_(0, target, ws.weight)
         weight_thw = ws.weight.view(t, h, w)
         source_thw = ws.source.view(t, h, w)
@@ -171,33 +189,37 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
             if not pixels_finite:
                 ws.source.nan_to_num_(0.0, 0.0, 0.0)
             ws.accum[channel].scatter_add_(0, target, ws.source)
-    padded = ws.accum[:, : t * h * ws.padded_w].view(c + 1, t, h, ws.padded_w)[..., 2:2 + w]
-    total_thw = padded[c]
-    torch.lt(total_thw, hole_weight_threshold, out=hole_out[:, 0])
-    weight_out[:, 0].copy_(total_thw)
-    weight_out.masked_fill_(hole_out, 0.0)
-    # 1 / weight, 0 at holes: one masked fill on a single channel instead of on the output.
+    padded = ws.accum[:, : t * h * ws.padded_w].view(c + 2, t, h, ws.padded_w)[..., 2:2 + w]
+    total_thw, coverage_thw = padded[c], padded[c + 1]
+    torch.lt(coverage_thw, min_coverage, out=hole_out[:, 0])
+    filled = ws.weight.view(t, h, w)  # 1 where coverage >= min_coverage, else 0 (float step)
+    torch.sub(coverage_thw, min_coverage, out=filled).sign_().add_(1.0).clamp_(max=1.0)
+    torch.mul(coverage_thw, filled, out=coverage_out[:, 0])
+    # filled / weight: 1 / weight, 0 at holes. (Accepted weights are >= exp(-occlusion_tolerance)
+    # x coverage, so the clamp only guards empty targets.)
     reciprocal = ws.gathered.view(t, h, w)
-    torch.clamp(total_thw, min=hole_weight_threshold, out=reciprocal)
-    reciprocal.reciprocal_().masked_fill_(hole_out[:, 0], 0.0)
+    torch.clamp(total_thw, min=1e-12, out=reciprocal)
+    torch.div(filled, reciprocal, out=reciprocal)
     for channel in range(c):
         torch.mul(padded[channel], reciprocal, out=warped_out[:, channel])
 
+
 def forward_warp_with_weights(left: torch.Tensor, disparity: torch.Tensor,
                               occlusion_tolerance: float = DEFAULT_OCCLUSION_TOLERANCE,
-                              hole_weight_threshold: float = DEFAULT_HOLE_WEIGHT_THRESHOLD,
+                              min_coverage: float = DEFAULT_MIN_COVERAGE,
                               frames_per_chunk: int | None = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`forward_warp` that also returns the accepted splat weight per target pixel
-    ((T, 1, H, W), 0 at holes); see the module docstring for the algorithm."""
+    """:func:`forward_warp` that also returns the coverage of every target pixel by the front
+    surface (sum of its accepted tent weights, (T, 1, H, W), 0 at holes); see the module
+    docstring for the algorithm."""
     check_warp_inputs(left, disparity)
     if not left.is_floating_point():
         raise StereobenchError(f"left video must be floating point in [0, 1], got {left.dtype}")
     t, c, h, w = left.shape
     warped = torch.empty_like(left, memory_format=torch.contiguous_format)
     hole = torch.empty((t, 1, h, w), dtype=torch.bool, device=left.device)
-    weight = torch.empty((t, 1, h, w), dtype=left.dtype, device=left.device)
+    coverage = torch.empty((t, 1, h, w), dtype=left.dtype, device=left.device)
     if t == 0:
-        return warped, hole, weight
+        return warped, hole, coverage
     left = left.contiguous()
     disparity = disparity.contiguous()
     pixels_finite = bool(torch.isfinite(left.sum()))
@@ -207,17 +229,17 @@ def forward_warp_with_weights(left: torch.Tensor, disparity: torch.Tensor,
         if stop - start != step:  # the last, shorter chunk: one frame at a time reuses buffers
             for frame in range(start, stop):
                 _warp_chunk(left[frame:frame + 1], disparity[frame:frame + 1], occlusion_tolerance,
-                            hole_weight_threshold, warped[frame:frame + 1], hole[frame:frame + 1],
-                            weight[frame:frame + 1], pixels_finite)
+                            min_coverage, warped[frame:frame + 1], hole[frame:frame + 1],
+                            coverage[frame:frame + 1], pixels_finite)
             break
-        _warp_chunk(left[start:stop], disparity[start:stop], occlusion_tolerance, hole_weight_threshold,
-                    warped[start:stop], hole[start:stop], weight[start:stop], pixels_finite)
-    return warped, hole, weight
+        _warp_chunk(left[start:stop], disparity[start:stop], occlusion_tolerance, min_coverage,
+                    warped[start:stop], hole[start:stop], coverage[start:stop], pixels_finite)
+    return warped, hole, coverage
 
 
 def forward_warp(left: torch.Tensor, disparity: torch.Tensor,
                  occlusion_tolerance: float = DEFAULT_OCCLUSION_TOLERANCE,
-                 hole_weight_threshold: float = DEFAULT_HOLE_WEIGHT_THRESHOLD,
+                 min_coverage: float = DEFAULT_MIN_COVERAGE,
                  frames_per_chunk: int | None = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward-warp the left video to the right camera.
 
@@ -226,14 +248,18 @@ def forward_warp(left: torch.Tensor, disparity: torch.Tensor,
         disparity: (T, 1, H, W) pixels of the LEFT view, x_R = x_L - d, NaN = invalid.
         occlusion_tolerance: disparity margin (px) within which a contribution counts as the
             front surface.
-        hole_weight_threshold: accepted splat weight below which a target pixel is a hole.
+        min_coverage: coverage of a target pixel by the front surface's splats (sum of the
+            accepted tent weights, 1 for a plain shift) below which it is a hole; 0.5 = the
+            pixel-centre rule (see the module docstring), a tiny value such as 1e-3 = fill
+            every pixel that any front-surface splat touches.
         frames_per_chunk: frames processed together (bounds temporary memory); None = all.
 
     Returns:
         (warped, hole_mask): warped float (T, C, H, W) with 0 at holes, and hole_mask bool
-        (T, 1, H, W), True where no (or negligible) source weight landed. Never NaN.
+        (T, 1, H, W), True where the front surface covers less than ``min_coverage`` of the
+        pixel (nothing landed, or only the rim of a splat). Never NaN.
     """
-    warped, hole, _ = forward_warp_with_weights(left, disparity, occlusion_tolerance, hole_weight_threshold,
+    warped, hole, _ = forward_warp_with_weights(left, disparity, occlusion_tolerance, min_coverage,
                                                 frames_per_chunk)
     return warped, hole
 
