@@ -1,6 +1,12 @@
 """Leaderboards: pivots of the long results table into Markdown, CSV and one self-contained HTML page.
 
-One *board* per (dataset, clip protocol, warp mode). On each board:
+One *board* per (dataset, dataset revision, clip protocol with its settings, warp mode): only
+numbers computed on the same data (the revision encodes the dataset's options, e.g. size and seed
+of ``synthetic``), cut to the same clips in the same way, are ever compared. The dataset revision
+comes from each row (``dataset_revision``) or, for rows written before that field existed, from
+the run manifest's ``datasets``; the clip protocol's settings (frames, fps, size...) from the
+manifest's ``protocol``. Boards of one dataset that differ only there get titles that say how
+(the revision, or the protocol's settings). On each board:
 
 - an overall table, methods x metrics on the full frame, with timing columns (seconds per clip
   and per frame of the refinement step, peak memory, device) and error / skip counts;
@@ -19,9 +25,9 @@ Cells show the mean over clips with a 95% percentile-bootstrap interval over cli
 without a declared direction gets no arrow and no bold (never guessed). The best measured mean of
 each column is bold (ties: all of them).
 
-When several runs hold the same (dataset, clip protocol, warp mode, method), the method's numbers
-come from its newest run in the selection (run ids sort by start time); clips are never mixed
-across runs.
+When several runs hold the same board and method, the method's numbers come from its newest
+run in the selection (latest manifest ``started_at``; without a manifest, the run's first row's
+write time; never the run id's spelling); clips are never mixed across runs.
 """
 
 from __future__ import annotations
@@ -212,13 +218,16 @@ def _best_methods(stats: Mapping[str, Stat | None], spec: MetricSpec | None) -> 
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Board:
-    """Everything about one (dataset, clip protocol, warp mode)."""
+    """Everything about one (dataset, dataset revision, clip protocol + settings, warp mode)."""
 
     dataset: str
     clip_protocol: str
     warp_mode: str
     title: str
     methods: list[str]
+    dataset_revision: str = NA
+    protocol_settings: str = NA  # short hash of the manifest's clip-protocol settings (n/a: unknown)
+    variant: str = ""  # set when several boards share dataset, clip protocol and warp mode (slug, title)
     quality: dict[tuple[str, str, str, str], Stat] = field(default_factory=dict)  # (method, metric, region, protocol)
     timing: dict[tuple[str, str], Stat] = field(default_factory=dict)  # (method, metric)
     per_clip: Any = None  # DataFrame of quality rows used (method, clip, metric, region, protocol, value)
@@ -230,7 +239,7 @@ class Board:
 
     @property
     def slug(self) -> str:
-        parts = [self.dataset] + [p for p in (self.clip_protocol, self.warp_mode) if p and p != NA]
+        parts = [self.dataset] + [p for p in (self.clip_protocol, self.warp_mode, self.variant) if p and p != NA]
         return "-".join("".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in p) for p in parts)
 
     def quality_metrics(self, region: str | None = None, protocol: str | None = None) -> list[str]:
@@ -289,40 +298,146 @@ def board_title(dataset: str, clip_protocol: str, warp_mode: str, manifests: Map
     return title
 
 
+BOARD_KEY = ("dataset", "dataset_revision", "clip_protocol", "protocol_settings", "warp_mode")
+"""Rows compare only within one value of these columns (see the module docstring)."""
+
+
+def _iso_to_epoch(text: Any) -> float:
+    from datetime import datetime, timezone
+
+    if not isinstance(text, str) or not text:
+        return math.nan
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return math.nan
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.timestamp()
+
+
+def protocol_settings_key(protocol: Any) -> str:
+    """Short hash of a manifest's clip-protocol entry (all its settings), or ``"n/a"``."""
+    if not isinstance(protocol, Mapping) or not protocol:
+        return NA
+    blob = json.dumps(protocol, sort_keys=True, default=str, separators=(",", ":"))
+    import hashlib
+
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _with_board_columns(df, manifests: Mapping[str, dict] | None):
+    """``df`` plus ``dataset_revision`` (rows', else the manifest's), ``protocol_settings`` and
+    ``run_started`` (UNIX time: manifest ``started_at``, else the run's first row's write time)."""
+    manifests = manifests or {}
+    df = df.copy()
+    if "dataset_revision" not in df.columns:
+        df["dataset_revision"] = NA
+    revision = df["dataset_revision"].fillna(NA).astype(str).replace("", NA)
+    missing = revision == NA
+    if missing.any():
+        def from_manifest(run_id: str, dataset: str) -> str:
+            entry = ((manifests.get(run_id) or {}).get("datasets") or {}).get(dataset)
+            value = entry.get("revision") if isinstance(entry, Mapping) else None
+            return str(value) if value else NA
+
+        revision = revision.copy()
+        revision[missing] = [from_manifest(r, d) for r, d in zip(df.loc[missing, "run_id"], df.loc[missing, "dataset"])]
+    df["dataset_revision"] = revision
+    settings = {r: protocol_settings_key((manifests.get(r) or {}).get("protocol")) for r in set(df["run_id"])}
+    df["protocol_settings"] = df["run_id"].map(settings)
+    first_row = df.groupby("run_id")["written_at"].min() if "written_at" in df.columns else {}
+    started = {}
+    for run_id in set(df["run_id"]):
+        value = _iso_to_epoch((manifests.get(run_id) or {}).get("started_at"))
+        if math.isnan(value):
+            value = float(first_row.get(run_id, math.nan)) if len(first_row) else math.nan
+        started[run_id] = -math.inf if math.isnan(value) else value
+    df["run_started"] = df["run_id"].map(started)
+    return df
+
+
 def _select_newest_runs(df):
-    """Keep, per (dataset, clip_protocol, warp_mode, method), the rows of its newest run."""
-    keys = ["dataset", "clip_protocol", "warp_mode", "method"]
-    newest = df.groupby(keys, dropna=False)["run_id"].transform("max")
-    return df[df["run_id"] == newest]
+    """Keep, per board and method, the rows of its newest run (latest ``run_started``, the run id
+    only breaking exact ties)."""
+    newest: dict[tuple, str] = {}
+    runs = df[["method", "run_id", "run_started"]].drop_duplicates()
+    for method, group in runs.groupby("method"):
+        newest[method] = max(zip(group["run_started"], group["run_id"]))[1]
+    return df[df["run_id"] == df["method"].map(newest)]
+
+
+def _matches(column, value):
+    """Rows whose ``column`` equals ``value`` or is unknown (``n/a``): for skip rows, which may
+    not know the clip protocol, warp mode or revision and then belong to every such board."""
+    return (column == value) | (column == NA)
 
 
 def make_boards(df, manifests: Mapping[str, dict] | None = None, n_resamples: int = N_RESAMPLES,
                 seed: int = 0) -> list[Board]:
-    """Summarise the long results DataFrame (:func:`benchmark.results.load_results`) into boards."""
+    """Summarise the long results DataFrame (:func:`benchmark.results.load_results`) into boards,
+    one per :data:`BOARD_KEY` value; ``manifests`` (``{run_id: manifest}``) give the protocol
+    settings, start times and, for old rows, dataset revisions."""
     if df is None or len(df) == 0:
         raise StereobenchError("no result rows to build a leaderboard from; run `stereobench run` first")
-    df = df[df["kind"] != "marker"]
-    # Skip rows may not know the clip protocol / warp mode: they belong to every board of the dataset.
+    df = _with_board_columns(df[df["kind"] != "marker"], manifests)
     skips = df[df["kind"] == "skip"]
     measured = df[df["kind"] != "skip"]
-    board_keys = sorted({tuple(k) for k in measured[["dataset", "clip_protocol", "warp_mode"]].itertuples(index=False)})
-    for dataset in sorted(set(skips["dataset"]) - {k[0] for k in board_keys}):
-        board_keys.append((dataset, NA, NA))
+    board_keys = sorted({tuple(k) for k in measured[list(BOARD_KEY)].itertuples(index=False)})
+    for dataset, revision in sorted({tuple(k) for k in skips[["dataset", "dataset_revision"]].itertuples(index=False)}):
+        if not any(k[0] == dataset and (revision == NA or k[1] in (revision, NA)) for k in board_keys):
+            board_keys.append((dataset, revision, NA, NA, NA))
     boards = []
-    for dataset, clip_protocol, warp_mode in board_keys:
-        rows = measured[(measured["dataset"] == dataset) & (measured["clip_protocol"] == clip_protocol)
-                        & (measured["warp_mode"] == warp_mode)]
-        board_skips = skips[(skips["dataset"] == dataset)
-                            & ((skips["clip_protocol"] == clip_protocol) | (skips["clip_protocol"] == NA))
-                            & ((skips["warp_mode"] == warp_mode) | (skips["warp_mode"] == NA))]
+    for key in board_keys:
+        dataset, revision, clip_protocol, settings, warp_mode = key
+        rows = measured[np.logical_and.reduce([measured[c] == v for c, v in zip(BOARD_KEY, key)])]
+        board_skips = skips[(skips["dataset"] == dataset) & _matches(skips["dataset_revision"], revision)
+                            & _matches(skips["clip_protocol"], clip_protocol)
+                            & _matches(skips["protocol_settings"], settings)
+                            & _matches(skips["warp_mode"], warp_mode)]
         rows = _select_newest_runs(rows) if len(rows) else rows
-        boards.append(_make_board(dataset, clip_protocol, warp_mode, rows, board_skips, manifests,
-                                  n_resamples, seed))
+        board = _make_board(dataset, clip_protocol, warp_mode, rows, board_skips, manifests, n_resamples, seed)
+        board.dataset_revision, board.protocol_settings = revision, settings
+        boards.append(board)
+    _disambiguate(boards)
     return boards
 
 
+def _disambiguate(boards: list[Board]) -> None:
+    """Boards that share a title (same dataset, clip protocol name and warp mode, but other data
+    or other protocol settings) get the dataset revision, then the settings' hash, in their title
+    and slug (plot file names)."""
+    by_title: dict[str, list[Board]] = {}
+    for board in boards:
+        by_title.setdefault(board.title, []).append(board)
+    for group in by_title.values():
+        if len(group) < 2:
+            continue
+        revisions = {b.dataset_revision for b in group}
+        for board in group:
+            parts = []
+            if len(revisions) > 1:
+                parts.append(f"data {board.dataset_revision}")
+            if len(revisions) == 1 or sum(b.dataset_revision == board.dataset_revision for b in group) > 1:
+                parts.append(f"protocol settings {board.protocol_settings}")
+            board.title += " - " + ", ".join(parts)
+            board.variant = "-".join(p.split(" ")[-1] for p in parts)
+    # Titles can differ only in the protocol's frames/size text, which the slug (plot file names)
+    # does not carry: make slugs unique too.
+    by_slug: dict[str, list[Board]] = {}
+    for board in boards:
+        by_slug.setdefault(board.slug, []).append(board)
+    for group in by_slug.values():
+        if len(group) < 2:
+            continue
+        distinct = len({b.protocol_settings for b in group}) == len(group)
+        for index, board in enumerate(group, start=1):
+            tag = board.protocol_settings if distinct else str(index)
+            board.variant = f"{board.variant}-{tag}" if board.variant else tag
+
+
 def _make_board(dataset, clip_protocol, warp_mode, rows, skips, manifests, n_resamples, seed) -> Board:
-    runs = {m: r for m, r in rows.groupby("method")["run_id"].max().items()} if len(rows) else {}
+    runs = {m: r for m, r in rows.groupby("method")["run_id"].first().items()} if len(rows) else {}  # one run each
     quality_rows = rows[rows["kind"] == "quality"]
     timing_rows = rows[rows["kind"] == "timing"]
     error_rows = rows[rows["kind"] == "error"]
@@ -478,13 +593,15 @@ def issues_table(board: Board) -> Table | None:
 
 
 def summary_frame(boards: Sequence[Board]):
-    """Tidy summary (one number per cell): board, source, method, kind, metric, region, protocol,
+    """Tidy summary (one number per cell): board (its title), dataset, dataset_revision,
+    clip_protocol, warp_mode, source, method, kind, metric, region, protocol,
     mean, ci_low, ci_high, n_clips, higher_is_better, unit, best, run_id."""
     import pandas as pd
 
     records = []
     for board in boards:
-        base = {"dataset": board.dataset, "clip_protocol": board.clip_protocol, "warp_mode": board.warp_mode}
+        base = {"board": board.title, "dataset": board.dataset, "dataset_revision": board.dataset_revision,
+                "clip_protocol": board.clip_protocol, "warp_mode": board.warp_mode}
         groups: dict[tuple, dict[str, Stat]] = {}
         for (method, metric, region, protocol), stat in board.quality.items():
             groups.setdefault(("quality", metric, region, protocol), {})[method] = stat

@@ -131,6 +131,10 @@ class ResultRow:
         protocol: scoring protocol ``paper`` / ``strict`` for quality rows, ``"n/a"`` otherwise.
         clip_protocol: name of the clip protocol (frames, fps, size), e.g. ``"paper"``, ``"quick"``.
         warp_mode: ``"shared"`` or ``"native"``.
+        dataset_revision: the dataset's ``spec.revision`` when the row was computed (it encodes
+            the data and the dataset options, e.g. size and seed of ``synthetic``); ``"n/a"`` in
+            rows written before this field existed (the leaderboard then takes it from the run's
+            manifest). Leaderboards never compare rows of different revisions.
         device: where the method ran, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or ``"cpu (...)"``.
         error: message of an error or skip row, else None.
         written_at: UNIX time the row was written (orders duplicates across files).
@@ -154,6 +158,7 @@ class ResultRow:
     warp_mode: str = NA
     device: str = NA
     error: str | None = None
+    dataset_revision: str = NA
     written_at: float = 0.0
     batch: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -218,7 +223,7 @@ def strip_dataset_prefix(dataset: str, clip: str) -> str:
 
 def pair_rows(
     *, run_id: str, method: str, dataset: str, clip: str,
-    clip_protocol: str = NA, warp_mode: str = NA, device: str = NA,
+    clip_protocol: str = NA, warp_mode: str = NA, device: str = NA, dataset_revision: str = NA,
     quality: Iterable[Mapping[str, Any]] = (), timings: Mapping[str, float] | None = None,
     error: str | BaseException | None = None, error_phase: str = "refine",
 ) -> list[ResultRow]:
@@ -232,12 +237,14 @@ def pair_rows(
         error: when the method failed on this clip: the exception or its message (an error row is
             written; quality rows may be empty).
         error_phase: which phase failed (``metric`` of the error row is ``error_<phase>``).
+        dataset_revision: the dataset's ``spec.revision`` (see :class:`ResultRow`).
 
     Returns the rows, the last one being the ``marker`` row, ready for ``ResultsWriter.append``.
     """
     clip = strip_dataset_prefix(dataset, clip)
     common = dict(run_id=run_id, method=method, dataset=dataset, clip=clip, clip_protocol=clip_protocol,
-                  warp_mode=warp_mode, device=device, written_at=_now(), batch=secrets.token_hex(8))
+                  warp_mode=warp_mode, device=device, dataset_revision=dataset_revision or NA, written_at=_now(),
+                  batch=secrets.token_hex(8))
     rows: list[ResultRow] = []
     for item in quality:
         rows.append(ResultRow(kind="quality", metric=str(item["metric"]), value=item.get("value"),
@@ -255,11 +262,13 @@ def pair_rows(
 
 
 def skip_row(*, run_id: str, method: str, dataset: str, reason: str, clip: str = NA,
-             clip_protocol: str = NA, warp_mode: str = NA, device: str = NA) -> ResultRow:
+             clip_protocol: str = NA, warp_mode: str = NA, device: str = NA,
+             dataset_revision: str = NA) -> ResultRow:
     """A row saying a method did not run on a dataset (or clip), with why and how to fix it."""
     return ResultRow(run_id=run_id, method=method, dataset=dataset, clip=strip_dataset_prefix(dataset, clip),
                      kind="skip", metric="skip", error=" ".join(reason.split()), clip_protocol=clip_protocol,
-                     warp_mode=warp_mode, device=device, written_at=_now())
+                     warp_mode=warp_mode, device=device, dataset_revision=dataset_revision or NA,
+                     written_at=_now())
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,7 +611,7 @@ def load_results(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
     Granularity: one row per (run_id, method, dataset, clip, clip_protocol, warp_mode, kind,
     region, protocol, metric) -- :data:`KEY_FIELDS`. Columns are the fields of
     :class:`ResultRow`: ``run_id, method, dataset, clip, kind, metric, value, region, protocol,
-    clip_protocol, warp_mode, device, error, written_at, schema_version``. ``value`` is float64
+    clip_protocol, warp_mode, device, error, dataset_revision, written_at, batch, schema_version``. ``value`` is float64
     (NaN for error/skip rows); quality rows have a region (``full``/``inside``/``outside``) and
     a scoring protocol (``paper``/``strict``), timing rows ``"n/a"`` for both. Completion markers
     are dropped unless ``include_markers``. Leaderboards are pivots of this table; never pack

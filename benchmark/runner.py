@@ -7,10 +7,13 @@ method (inner loop) it refines, scores and appends all rows of that (method, cli
 atomic write ending with the pair's completion marker (:mod:`benchmark.results`).
 
 Resume (see docs/runner.md): a run lives in ``<out>/<run_id>/``. Without an explicit run id the
-runner resumes the newest run under ``out`` whose manifest has the same config hash and is not
-``finished`` (a killed run, even by SIGKILL, still says ``running``), else starts a new one. Pairs
-already complete are skipped according to the overwrite policy; the rows of a pair cut by a kill
-have no marker and are dropped on read, so a resumed run ends with exactly the rows of a clean one.
+runner resumes the newest run (by manifest ``started_at``) under ``out`` whose manifest has the
+same config hash and is still ``running`` (a killed run, even by SIGKILL, still says so) or, under
+the default overwrite policy ``only-missing``, ``finished-with-errors`` (so the same command retries
+the failed pairs in the same run); else it starts a new one. An explicit ``run_id`` (or
+``latest``) whose manifest has another config hash is refused. Pairs already complete are skipped
+according to the overwrite policy; the rows of a pair cut by a kill have no marker and are dropped
+on read, so a resumed run ends with exactly the rows of a clean one.
 
 Sharding: under ``torchrun`` / ``accelerate launch`` (``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``)
 rank ``i`` of ``n`` takes clips ``[i::n]`` and writes ``rows-rank<i>.jsonl``; rank 0 picks the run
@@ -150,38 +153,116 @@ def _manifest(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def find_resumable_run(out: Path, config_hash: str) -> str | None:
-    """Newest run under ``out`` with this config hash whose manifest is not ``finished``."""
+STATUS_FINISHED = "finished"
+STATUS_FINISHED_WITH_ERRORS = "finished-with-errors"
+"""Manifest status of a run that ended with pairs whose latest result is an error; the same
+command (overwrite ``only-missing``) resumes it and retries exactly those pairs."""
+
+# Config keys that do not change the rows (the ones RunConfig.content_hash leaves out); only used
+# to name what differs when a run id is reused with another config.
+_NOT_HASHED = ("run_id", "out", "cache", "leaderboard", "title", "save_videos", "overwrite")
+
+
+def _start_key(run_dir: Path, data: dict[str, Any] | None) -> tuple[str, str]:
+    """Sort key "when did this run start": manifest ``started_at`` (ISO UTC), else the folder's
+    modification time in the same format; the run id only breaks ties (ids need not be timestamps:
+    ``--run-id my-run``, ``shard-<hash>``)."""
+    started = (data or {}).get("started_at")
+    if not isinstance(started, str) or not started:
+        from datetime import datetime, timezone
+
+        try:
+            started = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        except OSError:
+            started = ""
+    return started, run_dir.name
+
+
+def find_resumable_run(out: Path, config_hash: str, overwrite: Overwrite | str = Overwrite.ONLY_MISSING) -> str | None:
+    """Newest run (by ``started_at``) under ``out`` with this config hash that is still ``running``
+    (or was killed) or, under ``only-missing``, ``finished-with-errors``; None if there is none."""
     if not out.is_dir():
         return None
+    resumable_finished = {STATUS_FINISHED_WITH_ERRORS} if Overwrite(overwrite) is Overwrite.ONLY_MISSING else set()
     candidates = []
     for run_dir in out.iterdir():
         data = _manifest(run_dir) if run_dir.is_dir() else None
-        if not data or data.get("status") == "finished":
+        if not data:
+            continue
+        status = data.get("status")
+        if status == STATUS_FINISHED or (status == STATUS_FINISHED_WITH_ERRORS
+                                         and status not in resumable_finished):
             continue
         if (data.get("extra") or {}).get("config_hash") == config_hash:
-            candidates.append(run_dir.name)
-    return sorted(candidates)[-1] if candidates else None
+            candidates.append(_start_key(run_dir, data))
+    return max(candidates)[1] if candidates else None
+
+
+def newest_run(out: Path) -> str | None:
+    """The run under ``out`` that started last (manifest ``started_at``), or None."""
+    from benchmark.results import list_runs
+
+    runs = list_runs(out)
+    if not runs:
+        return None
+    return max(_start_key(out / r, _manifest(out / r)) for r in runs)[1]
+
+
+def _config_difference(stored: Any, config: RunConfig) -> str:
+    """Which hashed config keys differ, e.g. ``"datasets: [...] -> [...]"`` (short values shown)."""
+    import json
+
+    if not isinstance(stored, dict):
+        return "its manifest has another config hash"
+    current = config.to_dict()
+    parts = []
+    for key in sorted(set(stored) | set(current)):
+        if key in _NOT_HASHED or stored.get(key) == current.get(key):
+            continue
+        old, new = (json.dumps(v, sort_keys=True, default=str) for v in (stored.get(key), current.get(key)))
+        parts.append(f"{key}: {old} -> {new}" if len(old) + len(new) <= 160 else key)
+    return "differs in " + "; ".join(parts) if parts else "its manifest has another config hash"
+
+
+def _check_same_config(out: Path, run_id: str, config: RunConfig) -> None:
+    """Refuse to continue ``run_id`` with a config whose rows would differ from the stored ones."""
+    data = _manifest(out / run_id)
+    stored = (data.get("extra") or {}).get("config_hash") if data else None
+    if stored and stored != config.content_hash():
+        raise StereobenchError(
+            f"config differs from run {run_id} ({_config_difference(data.get('config'), config)}); "
+            "use --new or another --run-id")
 
 
 def resolve_run_id(config: RunConfig, dist: Distributed, fresh: bool = False) -> tuple[str, bool]:
-    """(run id, whether it resumes an existing run folder); see the module docstring."""
-    from benchmark.results import list_runs, new_run_id
+    """(run id, whether it resumes an existing run folder); see the module docstring.
+
+    Raises StereobenchError when an explicit run id (or ``latest``) names a run made with another
+    config (its manifest's config hash differs), and when ``fresh`` asks for a new run but names an
+    existing run id.
+    """
+    from benchmark.results import new_run_id
 
     out = Path(config.out)
-    if config.run_id == "latest":
-        runs = list_runs(out)
-        if not runs:
+    if config.run_id == "latest" and not fresh:
+        latest = newest_run(out)
+        if latest is None:
             raise StereobenchError(f"run_id 'latest' but there is no run under {out}; drop --run-id to start one")
-        return runs[-1], True
-    if config.run_id:
+        _check_same_config(out, latest, config)
+        return latest, True
+    if config.run_id and config.run_id != "latest":
         _check_run_id(config.run_id)
-        return config.run_id, (out / config.run_id).exists()
+        exists = (out / config.run_id).exists()
+        if fresh and exists:
+            raise StereobenchError(f"--new asks for a new run but run {config.run_id} already exists under {out}; "
+                                   "drop --run-id or choose an unused one")
+        _check_same_config(out, config.run_id, config)
+        return config.run_id, exists
     if dist.mode == "shard":
         run_id = f"shard-{config.content_hash()}"
         return run_id, (out / run_id).exists()
     if not fresh:
-        found = find_resumable_run(out, config.content_hash())
+        found = find_resumable_run(out, config.content_hash(), config.overwrite)
         if found:
             return found, True
     return new_run_id(), False
@@ -358,10 +439,12 @@ def _maybe_fault(pairs_written: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _save_video(path: Path, video: torch.Tensor, fps: float, is_mask: bool = False) -> None:
+def _save_video(path: Path, video: torch.Tensor, fps: float, is_mask: bool = False, replace: bool = False) -> None:
+    """Write a preview video; an existing file is kept (same clip, same input) unless ``replace``
+    (a method's output that was just recomputed). Writes are atomic (temp file + os.replace)."""
     from benchmark.stereo import video_io
 
-    if path.exists():
+    if path.exists() and not replace:
         return
     if is_mask:
         video_io.write_mask(path, video.cpu(), fps=fps)
@@ -392,7 +475,8 @@ def run_benchmark(
 
     from benchmark.datasets import get_dataset
     from benchmark.provenance import RunManifest, collect_provenance, device_label
-    from benchmark.results import ResultsWriter, pair_rows, read_rows, skip_row, strip_dataset_prefix
+    from benchmark.results import (NA, ResultsWriter, completed_pairs, pair_rows, read_rows, skip_row,
+                                   strip_dataset_prefix)
 
     echo = echo or print
     started = time.perf_counter()
@@ -459,6 +543,7 @@ def run_benchmark(
         skipped_before = {(r.method, r.dataset) for r in existing if r.kind == "skip"}
 
         # Skipped methods: one row per dataset (not repeated on resume), and in the summary.
+        revisions = {entry.name: ds.spec.revision or NA for entry, ds, _ in datasets}
         skip_rows = []
         for slot in slots:
             if slot.skip_reason:
@@ -467,7 +552,8 @@ def run_benchmark(
                     if dist.is_main and (slot.label, entry.name) not in skipped_before:
                         skip_rows.append(skip_row(run_id=run_id, method=slot.label, dataset=entry.name,
                                                   reason=slot.skip_reason, clip_protocol=protocol.name,
-                                                  warp_mode=config.warp_mode, device=label))
+                                                  warp_mode=config.warp_mode, device=label,
+                                                  dataset_revision=revisions[entry.name]))
         writer.append(skip_rows)
         active = [s for s in slots if not s.skip_reason]
 
@@ -542,7 +628,8 @@ def run_benchmark(
                         phase = "save"
                         from benchmark.results import video_path
 
-                        _save_video(video_path(run_dir, dataset, clip, slot.label), right, inp.fps)
+                        # The pair was (re)computed now: its video must show this output, not an older one.
+                        _save_video(video_path(run_dir, dataset, clip, slot.label), right, inp.fps, replace=True)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except StereobenchError as exc:
@@ -559,7 +646,7 @@ def run_benchmark(
                 frames = inputs[warp_name][0].num_frames if warp_name in inputs else None
                 rows = pair_rows(run_id=run_id, method=slot.label, dataset=dataset, clip=clip,
                                  clip_protocol=protocol.name, warp_mode=config.warp_mode, device=label,
-                                 quality=quality if error is None else [],
+                                 dataset_revision=revisions[dataset], quality=quality if error is None else [],
                                  timings=timer.timing_metrics(frames) if error is None else None,
                                  error=error, error_phase=phase)
                 writer.append(rows)
@@ -585,7 +672,11 @@ def run_benchmark(
                 _leaderboard(config, run_id, protocol, summary)
                 summary.add_phase("leaderboard", time.perf_counter() - t0)
         summary.wall_seconds = time.perf_counter() - started
-        manifest.finish("finished", errors=[list(e) for e in summary.errors],
+        # The status covers the whole run (earlier invocations and every rank's file), not only the
+        # pairs computed now: a pair whose latest result is an error keeps the run resumable.
+        failed_pairs = completed_pairs(run_dir) - completed_pairs(run_dir, include_errors=False)
+        status = STATUS_FINISHED_WITH_ERRORS if failed_pairs else STATUS_FINISHED
+        manifest.finish(status, errors=[list(e) for e in summary.errors], pairs_with_errors=len(failed_pairs),
                         skipped_methods=summary.skipped_methods,
                         phase_seconds=summary.phase_seconds, wall_seconds=summary.wall_seconds)
         if dist.mode == "torchrun":
@@ -673,5 +764,6 @@ def _print_summary(summary: RunSummary, dist: Distributed, echo: Callable[[str],
     echo("\n".join(lines))
 
 
-__all__ = ["Distributed", "RunSummary", "default_title", "detect_distributed", "find_resumable_run",
-           "parse_shard", "resolve_device", "resolve_run_id", "run_benchmark"]
+__all__ = ["STATUS_FINISHED", "STATUS_FINISHED_WITH_ERRORS", "Distributed", "RunSummary", "default_title",
+           "detect_distributed", "find_resumable_run", "newest_run", "parse_shard", "resolve_device",
+           "resolve_run_id", "run_benchmark"]

@@ -192,6 +192,69 @@ def test_skips_errors_and_newest_run_per_method(tmp_path):
     assert "weights missing: run `stereobench weights svg`" in markdown and "out of memory" in markdown
 
 
+def _run(root, run_id, started_at, rows, revision=None, protocol=None):
+    """A run folder with a manifest (start time, dataset revision, clip-protocol settings)."""
+    provenance = {"started_at": started_at, "protocol": protocol or {"name": "quick", "num_frames": 16}}
+    if revision:
+        provenance["datasets"] = {"synthetic": {"revision": revision, "options": {}}}
+    RunManifest.start(root / run_id, run_id, provenance).finish()
+    ResultsWriter(root / run_id).append(rows)
+
+
+def _revision(revision, rows):
+    import dataclasses
+
+    return [dataclasses.replace(r, dataset_revision=revision) for r in rows]
+
+
+def test_boards_never_mix_data_revisions_or_protocol_settings_and_newest_is_by_start_time(tmp_path):
+    from benchmark.results import load_manifests, load_results
+
+    root = tmp_path / "runs"
+    one = {"sharp": METHODS["sharp"]}
+    # Revision A: "zz-custom" started first (its id sorts last) with a bad "sharp"; the timestamp-id
+    # run started later with the good one. Rows of "zz-custom" predate the dataset_revision field:
+    # their revision comes from the manifest.
+    old_rows = _rows(run_id="zz-custom", methods={"sharp": (10.0, 0.9, 1.0)})
+    _run(root, "zz-custom", "2025-01-01T10:00:00+00:00", old_rows, revision="rev-A")
+    new_rows = _revision("rev-A", _rows(run_id="20250101-110000-bbbbbb", methods=one))
+    _run(root, "20250101-110000-bbbbbb", "2025-01-01T11:00:00+00:00", new_rows)
+    # Revision B (other dataset options): "perceptual" only, started last of all.
+    other_rows = _revision("rev-B", _rows(run_id="20250101-120000-cccccc", methods={"perceptual": METHODS["perceptual"]}))
+    _run(root, "20250101-120000-cccccc", "2025-01-01T12:00:00+00:00", other_rows)
+    # Revision A again, same protocol name, other settings (8 frames): "slow-bad".
+    short_rows = _revision("rev-A", _rows(run_id="20250101-130000-dddddd", methods={"slow-bad": METHODS["slow-bad"]}))
+    _run(root, "20250101-130000-dddddd", "2025-01-01T13:00:00+00:00", short_rows,
+         protocol={"name": "quick", "num_frames": 8})
+    # Revision B, a protocol setting the title does not show (padding): its own board all the same.
+    padded_rows = _revision("rev-B", _rows(run_id="20250101-140000-eeeeee", methods={"padded": (22.0, 0.5, 1.0)}))
+    _run(root, "20250101-140000-eeeeee", "2025-01-01T14:00:00+00:00", padded_rows,
+         protocol={"name": "quick", "num_frames": 16, "pad": "reflect"})
+
+    frame = load_results(root)
+    boards = make_boards(frame, load_manifests(root), n_resamples=50)
+    by_methods = {tuple(b.methods): b for b in boards}
+    assert set(by_methods) == {("sharp",), ("perceptual",), ("slow-bad",), ("padded",)}  # nothing shares a table
+    sharp = by_methods[("sharp",)]
+    assert sharp.dataset_revision == "rev-A" and sharp.runs == {"sharp": "20250101-110000-bbbbbb"}
+    assert sharp.quality[("sharp", "psnr", "full", "paper")].mean > 25  # the 10 dB run never mixes in
+    assert by_methods[("perceptual",)].dataset_revision == "rev-B"
+    titles = [b.title for b in boards]
+    assert len(set(titles)) == 4 and len({b.slug for b in boards}) == 4
+    assert "rev-B" in by_methods[("perceptual",)].title and "8 frames" in by_methods[("slow-bad",)].title
+    assert "protocol settings" in by_methods[("padded",)].title
+    written = build_leaderboard(frame, tmp_path / "lb", plots=False, n_resamples=50)
+    markdown = written["markdown"].read_text()
+    for board in boards:
+        assert f"## {board.title}\n" in markdown
+    import pandas as pd
+
+    table = pd.read_csv(written["csv"])
+    psnr = table[(table["metric"] == "psnr") & (table["region"] == "full") & (table["protocol"] == "paper")]
+    assert dict(zip(psnr["method"], psnr["dataset_revision"])) == {"sharp": "rev-A", "perceptual": "rev-B",
+                                                                    "slow-bad": "rev-A", "padded": "rev-B"}
+
+
 def test_empty_frame_is_a_one_line_error(tmp_path):
     with pytest.raises(StereobenchError, match="no result rows"):
         build_leaderboard(rows_to_frame([]), tmp_path)

@@ -82,6 +82,11 @@ def test_clean_run_writes_every_pair_and_the_leaderboard(clean_run):
         assert (pair, "time_refine_s") in timing and (pair, "time_refine_s_per_frame") in timing
         assert (pair, "time_score_s") in timing and (pair, "peak_mem_bytes") in timing
     assert not summary.errors and not [r for r in rows if r.kind == "error"]
+    # every row names the data it was computed on (the revision encodes the dataset options)
+    from benchmark.datasets import get_dataset
+
+    revision = get_dataset("synthetic", num_clips=2, size=192, num_frames=4).spec.revision
+    assert revision and {r.dataset_revision for r in rows} == {revision}
     assert (summary.run_dir / "leaderboard" / "leaderboard.html").is_file()
     import json
 
@@ -151,13 +156,39 @@ class NeedsWeights(Method):
         raise AssertionError("a method without weights must not run")
 
 
+SHADE = {"value": 0.2}
+BOOM = {"fail": True}
+
+
+class Shade(Method):
+    """Outputs a constant grey whose level the test changes between runs (a stand-in for a
+    method whose output changed, e.g. after a bug fix)."""
+
+    meta = MethodMeta(name="shade", display_name="Shade", licence="test")
+
+    def refine(self, inp):
+        return torch.full_like(inp.warped, SHADE["value"])
+
+
+class FlakyBoom(Method):
+    """Fails on scene-001 while ``BOOM["fail"]`` is set (e.g. a transient out-of-memory)."""
+
+    meta = MethodMeta(name="flaky-boom", display_name="Flaky boom", licence="test")
+
+    def refine(self, inp):
+        if BOOM["fail"] and inp.clip_id.endswith("scene-001"):
+            raise RuntimeError("transient failure")
+        return inp.warped.clone()
+
+
 @pytest.fixture
 def fake_methods():
-    METHODS.register("boom", "tests.test_runner:Boom")
-    METHODS.register("needs-weights", "tests.test_runner:NeedsWeights")
+    names = {"boom": "Boom", "needs-weights": "NeedsWeights", "shade": "Shade", "flaky-boom": "FlakyBoom"}
+    for name, cls in names.items():
+        METHODS.register(name, f"tests.test_runner:{cls}")
     yield
-    METHODS._paths.pop("boom", None)
-    METHODS._paths.pop("needs-weights", None)
+    for name in names:
+        METHODS._paths.pop(name, None)
 
 
 def test_failing_method_and_missing_weights_are_recorded_and_the_run_goes_on(tmp_path, fake_methods):
@@ -253,3 +284,81 @@ def test_shard_flag_splits_clips(tmp_path):
     assert clips == {"rows-rank0.jsonl": {"scene-000"}, "rows-rank1.jsonl": {"scene-001"}}
     with pytest.raises(StereobenchError, match="i/n"):
         run_benchmark(config, shard="2/2", progress=False)
+
+
+def _status(run_dir: Path) -> str:
+    import json
+
+    return json.loads((run_dir / "manifest.json").read_text())["status"]
+
+
+def test_explicit_or_latest_run_id_with_another_config_is_refused(clean_run):
+    tmp, config, summary, rows = clean_run
+    before = sorted(p.name for p in summary.run_dir.iterdir())
+    for run_id in (summary.run_id, "latest"):
+        changed = parse_config({**config.to_dict(), "run_id": run_id, "metrics": ["psnr"], "leaderboard": False})
+        with pytest.raises(StereobenchError, match=rf"config differs from run {summary.run_id} \(.*metrics.*\); "
+                                                   r"use --new or another --run-id"):
+            run_benchmark(changed, progress=False, echo=lambda s: None)
+    # nothing was written into the old run
+    assert sorted(p.name for p in summary.run_dir.iterdir()) == before
+    assert same_values(quality(read_rows(summary.run_dir, report=False)), quality(rows))
+    # --new with an existing explicit id is refused too (it would mix two configs in one folder)
+    with pytest.raises(StereobenchError, match="already exists"):
+        run_benchmark(parse_config({**config.to_dict(), "run_id": summary.run_id}), fresh=True, progress=False)
+
+
+def test_latest_is_the_run_that_started_last_not_the_largest_id(tmp_path, fake_methods):
+    from benchmark.runner import Distributed, resolve_run_id
+
+    config = tiny_config(tmp_path, methods=["left-copy"], metrics=["psnr"], leaderboard=False)
+    first = run_benchmark(parse_config({**config.to_dict(), "run_id": "zz-custom"}), progress=False,
+                          echo=lambda s: None)
+    second = run_benchmark(config, fresh=True, progress=False, echo=lambda s: None)
+    assert second.run_id < first.run_id  # a timestamp id sorts before "zz-custom"...
+    latest = parse_config({**config.to_dict(), "run_id": "latest"})
+    assert resolve_run_id(latest, Distributed()) == (second.run_id, True)  # ...but started later
+
+
+def test_same_command_after_errors_retries_only_the_failed_pairs_in_the_same_run(tmp_path, fake_methods):
+    BOOM["fail"] = True
+    config = tiny_config(tmp_path, methods=["flaky-boom", "left-copy"], metrics=["psnr"], leaderboard=False)
+    first = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert first.pairs_done == 4 and len(first.errors) == 1
+    assert _status(first.run_dir) == "finished-with-errors"
+    # the very same command: same run, only the failed pair runs (it fails again)
+    again = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert again.run_id == first.run_id and again.resumed
+    assert again.pairs_done == 1 and again.pairs_skipped_complete == 3
+    assert _status(first.run_dir) == "finished-with-errors"
+    # the cause went away: the same command fixes the run, which is then finished
+    BOOM["fail"] = False
+    fixed = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert fixed.run_id == first.run_id and fixed.pairs_done == 1 and not fixed.errors
+    assert _status(first.run_dir) == "finished"
+    rows = read_rows(first.run_dir, report=False)
+    assert not [r for r in rows if r.kind == "error"]
+    assert {r.pair for r in rows if r.kind == "quality"} == {(m, "synthetic", c) for m in ("flaky-boom", "left-copy")
+                                                           for c in ("scene-000", "scene-001")}
+    # a finished run is never reopened implicitly: the same command now starts a new run
+    fresh = run_benchmark(config, progress=False, echo=lambda s: None)
+    assert fresh.run_id != first.run_id and not fresh.resumed and fresh.pairs_done == 4
+
+
+def test_overwrite_always_replaces_the_saved_video_of_a_recomputed_pair(tmp_path, fake_methods):
+    from benchmark.results import video_path
+    from benchmark.stereo.video_io import read_video
+
+    config = tiny_config(tmp_path, methods=["shade"], metrics=["psnr"], leaderboard=False, save_videos=True,
+                         datasets=[{"name": "synthetic", "options": {"num_clips": 1, "size": 192, "num_frames": 4}}])
+    SHADE["value"] = 0.2
+    first = run_benchmark(config, progress=False, echo=lambda s: None)
+    path = video_path(first.run_dir, "synthetic", "scene-000", "shade")
+    assert abs(float(read_video(path).frames.mean()) - 0.2) < 0.02
+    SHADE["value"] = 0.8
+    again = run_benchmark(parse_config({**config.to_dict(), "run_id": first.run_id, "overwrite": "always"}),
+                          progress=False, echo=lambda s: None)
+    assert again.pairs_done == 1
+    # the video shows the output the rows now describe, not the first run's
+    assert abs(float(read_video(path).frames.mean()) - 0.8) < 0.02
+    assert not list(path.parent.glob(".*tmp*"))  # the atomic write left no temporary file
