@@ -302,20 +302,6 @@ BOARD_KEY = ("dataset", "dataset_revision", "clip_protocol", "protocol_settings"
 """Rows compare only within one value of these columns (see the module docstring)."""
 
 
-def _iso_to_epoch(text: Any) -> float:
-    from datetime import datetime, timezone
-
-    if not isinstance(text, str) or not text:
-        return math.nan
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return math.nan
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.timestamp()
-
-
 def protocol_settings_key(protocol: Any) -> str:
     """Short hash of a manifest's clip-protocol entry (all its settings), or ``"n/a"``."""
     if not isinstance(protocol, Mapping) or not protocol:
@@ -328,7 +314,9 @@ def protocol_settings_key(protocol: Any) -> str:
 
 def _with_board_columns(df, manifests: Mapping[str, dict] | None):
     """``df`` plus ``dataset_revision`` (rows', else the manifest's), ``protocol_settings`` and
-    ``run_started`` (UNIX time: manifest ``started_at``, else the run's first row's write time)."""
+    ``run_started`` (UNIX time: the manifest's start, else the run's first row's write time)."""
+    from benchmark.results import run_start_time
+
     manifests = manifests or {}
     df = df.copy()
     if "dataset_revision" not in df.columns:
@@ -349,8 +337,8 @@ def _with_board_columns(df, manifests: Mapping[str, dict] | None):
     first_row = df.groupby("run_id")["written_at"].min() if "written_at" in df.columns else {}
     started = {}
     for run_id in set(df["run_id"]):
-        value = _iso_to_epoch((manifests.get(run_id) or {}).get("started_at"))
-        if math.isnan(value):
+        value = run_start_time(manifests.get(run_id))
+        if value is None:
             value = float(first_row.get(run_id, math.nan)) if len(first_row) else math.nan
         started[run_id] = -math.inf if math.isnan(value) else value
     df["run_started"] = df["run_id"].map(started)

@@ -591,6 +591,23 @@ def load_manifests(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] |
     return out
 
 
+def run_start_time(data: dict[str, Any] | None) -> float | None:
+    """UNIX time a run started, from its manifest: ``extra.started_unix`` (sub-second, written by
+    benchmark.runner) else ``started_at`` (ISO UTC, whole seconds); None when neither is there."""
+    data = data or {}
+    precise = (data.get("extra") or {}).get("started_unix")
+    if isinstance(precise, (int, float)):
+        return float(precise)
+    started = data.get("started_at")
+    if isinstance(started, str) and started:
+        try:
+            stamp = datetime.fromisoformat(started.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    return None
+
+
 def rows_to_frame(rows: Iterable[ResultRow]):
     """A pandas DataFrame with one column per :class:`ResultRow` field (see :func:`load_results`)."""
     import pandas as pd

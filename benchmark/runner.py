@@ -163,18 +163,18 @@ command (overwrite ``only-missing``) resumes it and retries exactly those pairs.
 _NOT_HASHED = ("run_id", "out", "cache", "leaderboard", "title", "save_videos", "overwrite")
 
 
-def _start_key(run_dir: Path, data: dict[str, Any] | None) -> tuple[str, str]:
-    """Sort key "when did this run start": manifest ``started_at`` (ISO UTC), else the folder's
-    modification time in the same format; the run id only breaks ties (ids need not be timestamps:
-    ``--run-id my-run``, ``shard-<hash>``)."""
-    started = (data or {}).get("started_at")
-    if not isinstance(started, str) or not started:
-        from datetime import datetime, timezone
+def _start_key(run_dir: Path, data: dict[str, Any] | None) -> tuple[float, str]:
+    """Sort key "when did this run start" (:func:`run_start_time`, else the folder's modification
+    time); the run id only breaks exact ties (ids need not be timestamps: ``--run-id my-run``,
+    ``shard-<hash>``)."""
+    from benchmark.results import run_start_time
 
+    started = run_start_time(data)
+    if started is None:
         try:
-            started = datetime.fromtimestamp(run_dir.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            started = run_dir.stat().st_mtime
         except OSError:
-            started = ""
+            started = float("-inf")
     return started, run_dir.name
 
 
@@ -517,7 +517,7 @@ def run_benchmark(
         protocol_prov = {"name": protocol.name, **{k: v for k, v in vars(protocol).items() if k != "description"}}
         prov = collect_provenance(config.to_dict(), seeds={"seed": config.seed}, datasets=datasets_prov,
                                   protocol=protocol_prov, warp_mode=config.warp_mode, device=str(device), argv=argv)
-        extra = dict(config_hash=config.content_hash(), rank=dist.rank, world_size=dist.world_size,
+        extra = dict(config_hash=config.content_hash(), started_unix=time.time(), rank=dist.rank, world_size=dist.world_size,
                      distributed=dist.mode,
                      methods={s.label: (type(s.method).meta.to_dict() if s.method is not None else None)
                               for s in slots})
@@ -526,7 +526,8 @@ def run_benchmark(
             manifest = RunManifest.load(run_dir)
             manifest.status = "running"
             resumes = list(manifest.extra.get("resumed_at", [])) + [prov["started_at"]]
-            manifest.update(resumed_at=resumes, **{k: v for k, v in extra.items() if k != "methods"})
+            manifest.update(resumed_at=resumes,
+                            **{k: v for k, v in extra.items() if k not in ("methods", "started_unix")})
         else:
             manifest = RunManifest(run_dir / manifest_dir_name, run_id, prov, extra=extra)
             manifest.write()

@@ -1,7 +1,8 @@
 """Build leaderboards (Markdown, CSV, one self-contained HTML page, plots) from results.
 
 Reads every run under --results (or only the runs named with --run), pivots the long results
-table into one board per (dataset, clip protocol, warp mode), and writes into --out:
+table into one board per (dataset revision, clip protocol and its settings, warp mode), so a
+table never compares numbers computed on different data, and writes into --out:
 
   leaderboard.md     every table: overall, per scoring protocol x region, timings, skips/errors
   summary.md         the overall tables and the paper's reported numbers (printed here too)
@@ -11,8 +12,8 @@ table into one board per (dataset, clip protocol, warp mode), and writes into --
 
 Cells are the mean over clips with a 95% bootstrap interval over clips. Arrows and the bold best
 value follow each metric's declared direction (PSNR, MS-SSIM higher is better; LPIPS, times,
-memory lower). When several runs cover the same method on the same dataset, protocol and warp
-mode, the newest run is used. On Stereo4D and Ego4D the numbers reported in the M2SVid paper
+memory lower). When several runs cover the same method on one board, the run that started last
+(manifest started_at) is used. On Stereo4D and Ego4D the numbers reported in the M2SVid paper
 appear as a separate table marked "reported in paper", never mixed with measured rows.
 The frame strips need the videos a run saves (<run>/videos/<dataset>/<clip>/<name>.mp4, see
 `stereobench run --help`); without them they are skipped. --run accepts a unique prefix of a run id.

@@ -16,9 +16,11 @@ Examples:
   torchrun --nproc_per_node 4 -m benchmark.cli run --config my.yaml   # data-parallel ranks
 
 Resume: rerunning the same command after a crash or kill (even SIGKILL) continues the newest
-unfinished run with the same configuration and skips its completed (method, clip) pairs; use
---new to start afresh, --run-id to pick a run, --overwrite always|never|only-missing to choose
-what happens to pairs that already have results. Flags override the config file's keys.
+unfinished run with the same configuration and skips its completed (method, clip) pairs; after a
+run that finished with errors, the same command retries only the failed pairs in that run. Use
+--new to start afresh, --run-id to pick a run (refused if that run was made with another config),
+--overwrite always|never|only-missing to choose what happens to pairs that already have results.
+Flags override the config file's keys.
 
 Output: results/runs/<run_id>/{manifest.json, rows*.jsonl, leaderboard/, videos/}.
 See docs/runner.md for the config schema, adding a method and sharding.
