@@ -81,10 +81,10 @@ def test_near_square_occludes_background_and_leaves_hole_on_the_right():
     assert hole[0, 0, :, w - 2:].all()
 
 
-def _shared_warp_loop(left: np.ndarray, disparity: np.ndarray, tolerance: float = 1.5, min_coverage: float = 0.5):
+def _shared_warp_loop(left: np.ndarray, disparity: np.ndarray, tolerance: float = 0.5, min_coverage: float = 0.5):
     """Per-pixel loop of the documented rule (docs/stereo.md): tent splats, z-buffer over the
-    contributions with weight > 0, accept d >= z_max - tolerance with weight tent * exp(d - z_max),
-    coverage = sum of accepted tents, hole where coverage < min_coverage."""
+    contributions with weight > 0, accept d >= z_max - tolerance, coverage = sum of accepted
+    tents, hole where coverage < min_coverage, colour = tent-weighted mean of the accepted."""
     c, h, w = left.shape
     out = np.zeros((c, h, w))
     coverage = np.zeros((h, w))
@@ -98,11 +98,11 @@ def _shared_warp_loop(left: np.ndarray, disparity: np.ndarray, tolerance: float 
                     contributions.setdefault(target, []).append((disparity[y, x], tent, left[:, y, x]))
         for target, items in contributions.items():
             z_max = max(d for d, _, _ in items)
-            accepted = [(tent * np.exp(d - z_max), tent, colour) for d, tent, colour in items if d >= z_max - tolerance]
-            cov = sum(tent for _, tent, _ in accepted)
+            accepted = [(tent, colour) for d, tent, colour in items if d >= z_max - tolerance]
+            cov = sum(tent for tent, _ in accepted)
             if cov >= min_coverage:
                 coverage[y, target] = cov
-                out[:, y, target] = sum(wt * colour for wt, _, colour in accepted) / sum(wt for wt, _, _ in accepted)
+                out[:, y, target] = sum(tent * colour for tent, colour in accepted) / cov
     return out, coverage < min_coverage, coverage
 
 
@@ -202,9 +202,10 @@ def test_float32_matches_float64():
 
 def test_chunking_does_not_change_the_result():
     left, disparity = _rand((5, 3, 8, 20)), _rand((5, 1, 8, 20), seed=2) * 6
-    a = forward_warp(left, disparity, frames_per_chunk=2)
     b = forward_warp(left, disparity, frames_per_chunk=None)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    for chunks in (dict(frames_per_chunk=2), dict(), dict(rows_per_chunk=3), dict(frames_per_chunk=0, rows_per_chunk=1)):
+        a = forward_warp(left, disparity, **chunks)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), chunks
 
 
 def test_mismatched_inputs_raise_one_line_errors():

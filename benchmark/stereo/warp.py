@@ -4,22 +4,23 @@ hole-mask morphology of the paper's protocol.
 Convention (DESIGN.md section 2): disparity belongs to the LEFT view, in pixels, and a left pixel
 at column x lands at ``x_R = x - d`` in the right view (larger d = nearer).
 
-Algorithm of :func:`forward_warp` (sub-pixel splatting with a soft z-buffer):
+Algorithm of :func:`forward_warp` (sub-pixel splatting, z-buffer, coverage rule):
 
 1. Each valid source pixel (finite disparity and colour) lands at the real column
    ``x_R = x - d`` of its own row and splats bilinearly along x: weight ``1 - frac(x_R)`` to
-   ``floor(x_R)`` and ``frac(x_R)`` to ``floor(x_R) + 1``. Targets outside the frame are dropped.
+   ``floor(x_R)`` and ``frac(x_R)`` to ``floor(x_R) + 1`` (a tent footprint one pixel wide).
+   Targets outside the frame are dropped.
 2. Occlusion (nearer wins): a z-buffer keeps, for every target column, the largest disparity
-   ``z_max`` among the contributions that reach it with a weight > 0. A contribution is accepted
-   only if its disparity is within ``occlusion_tolerance`` (default 1.5 px) of ``z_max``: the
-   front surface wins and hides everything behind it (no background bleeds through a
-   foreground object), while pixels of one continuous (possibly slanted) surface still blend.
-   Accepted contributions are further weighted by ``exp(d - z_max)`` (in [0.22, 1]), a soft
-   z-buffer that favours the nearest layer inside the tolerance band. (On the Middlebury
-   motorcycle pair these choices gave the best PSNR against the real right view among the
-   variants tried; docs/performance.md has the numbers.)
-3. The accepted contributions are accumulated (colour x weight, weight) and normalised by their
-   weight, so sub-pixel shifts conserve intensity.
+   ``z_max`` among the contributions that reach it. A contribution is accepted only if its
+   disparity is within ``occlusion_tolerance`` (default 0.5 px) of ``z_max``: the front surface
+   wins and hides everything behind it (no background bleeds through a foreground object),
+   while neighbouring pixels of one surface that land on the same target still blend. Why
+   half a pixel: two sources of one smooth surface that reach the same target differ in
+   disparity by the surface's slope times their distance; a difference above half a pixel
+   means a depth step, or a surface compressed so much (more than ~1.25x) that the nearer
+   samples describe the target better anyway.
+3. The accepted contributions are accumulated (colour x tent weight, tent weight) and
+   normalised by their weight, so sub-pixel shifts conserve intensity.
 4. Coverage rule (holes): the *coverage* of a target pixel is the sum of the tent weights
    ``1 - |x_R - x|`` of its accepted (front-surface) contributions, i.e. how much of the
    target is covered by the splat footprints of the visible surface (1 for a plain shift,
@@ -30,8 +31,9 @@ Algorithm of :func:`forward_warp` (sub-pixel splatting with a soft z-buffer):
    whose real colour is a mixture of the front surface and what lies next to it (a
    disocclusion, or the background visible beside an occluder's edge), are holes, and a
    surface stretched by more than about 1.5-2x cracks open instead of being smeared. (The
-   earlier rule, hole = coverage < 1e-3, filled those edge pixels with the front surface's
-   colour; docs/stereo.md and docs/datasets.md give the numbers of both rules.)
+   first version, hole = coverage < 1e-3 with a 1.5 px band and exp(d - z_max) weights, filled
+   those edge pixels with the front surface's colour; docs/stereo.md and docs/datasets.md give
+   the numbers of both.)
 
 Robustness: NaN/inf disparity and NaN/inf colours mark a source invalid (it is dropped, so its
 target may become a hole); negative disparity moves the pixel to the right, as the geometry says
@@ -39,8 +41,9 @@ target may become a hole); negative disparity moves the pixel to the right, as t
 output never holds NaN or inf.
 
 Everything is vectorised over T*H*W with ``scatter_reduce_`` / ``scatter_add_`` and batched over
-frames (in chunks of ``frames_per_chunk`` frames to bound temporaries and reuse memory); the same
-code runs on CPU and GPU, in float32 or float64 (the dtype follows ``left``).
+frames (in blocks of ~128k pixels on CPU by default, or ``frames_per_chunk`` frames, to bound
+temporaries, reuse memory and stay in the CPU caches); the same code runs on CPU and GPU, in
+float32 or float64 (the dtype follows ``left``).
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ import torch.nn.functional as F
 
 from benchmark.errors import StereobenchError
 
-DEFAULT_OCCLUSION_TOLERANCE = 1.5
+DEFAULT_OCCLUSION_TOLERANCE = 0.5
 DEFAULT_MIN_COVERAGE = 0.5
+DEFAULT_PIXELS_PER_CHUNK = 1 << 17
 
 
 def check_warp_inputs(left: torch.Tensor, disparity: torch.Tensor) -> None:
@@ -106,7 +110,7 @@ class _Workspace:
         self.target = torch.empty(n, dtype=torch.int64, device=device)
         self.flag = torch.empty(n, dtype=torch.bool, device=device)
         self.z_max = torch.empty(self.n_targets, **f)
-        self.accum = torch.empty((c + 2, self.n_targets), **f)
+        self.accum = torch.empty((c + 1, self.n_targets), **f)
         self.padded_w = padded_w
 
     _local = threading.local()
@@ -166,22 +170,19 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
     ws.z_max.scatter_reduce_(0, ws.base, disp, reduce="amax", include_self=True)
     ws.z_max.scatter_reduce_(0, ws.target, disp, reduce="amax", include_self=True)
     ws.accum.zero_()
-    total, coverage = ws.accum[c], ws.accum[c + 1]
+    coverage = ws.accum[c]
     for offset in (0, 1):
         target = ws.base if offset == 0 else ws.target
         tent = ws.one_minus_frac if offset == 0 else ws.frac
         torch.index_select(ws.z_max, 0, target, out=ws.gathered)
-        # gap = d - z_max <= 0 for every contribution (weight-0 ones included, harmlessly).
-        torch.sub(disp, ws.gathered, out=ws.gathered).clamp_(max=0.0)
+        # gap = d - z_max <= 0 (every contribution, weight-0 ones included, entered the z-buffer).
+        torch.sub(disp, ws.gathered, out=ws.gathered)
         # Accepted = the front surface, gap >= -tolerance, as a float 0/1 step: sign(gap + tol) + 1
         # clamped to 1 (bool masks cost 5-10x more than float ops here).
         torch.add(ws.gathered, occlusion_tolerance, out=ws.weight).sign_().add_(1.0).clamp_(max=1.0)
-        # Coverage of the target by the front surface: the accepted tent weights alone.
-        torch.mul(tent, ws.weight, out=ws.source)
-        coverage.scatter_add_(0, target, ws.source)
-        ws.gathered.exp_()  # soft z-buffer: within the tolerance, nearer counts more
-        torch.mul(ws.source, ws.gathered, out=ws.weight)
-        total.scatter_add_(0, target, ws.weight)
+        # Accepted tent weight: both the colour weight and the coverage of the target.
+        ws.weight.mul_(tent)
+        coverage.scatter_add_(0, target, ws.weight)
         weight_thw = ws.weight.view(t, h, w)
         source_thw = ws.source.view(t, h, w)
         for channel in range(c):
@@ -189,16 +190,15 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
             if not pixels_finite:
                 ws.source.nan_to_num_(0.0, 0.0, 0.0)
             ws.accum[channel].scatter_add_(0, target, ws.source)
-    padded = ws.accum[:, : t * h * ws.padded_w].view(c + 2, t, h, ws.padded_w)[..., 2:2 + w]
-    total_thw, coverage_thw = padded[c], padded[c + 1]
+    padded = ws.accum[:, : t * h * ws.padded_w].view(c + 1, t, h, ws.padded_w)[..., 2:2 + w]
+    coverage_thw = padded[c]
     torch.lt(coverage_thw, min_coverage, out=hole_out[:, 0])
     filled = ws.weight.view(t, h, w)  # 1 where coverage >= min_coverage, else 0 (float step)
     torch.sub(coverage_thw, min_coverage, out=filled).sign_().add_(1.0).clamp_(max=1.0)
     torch.mul(coverage_thw, filled, out=coverage_out[:, 0])
-    # filled / weight: 1 / weight, 0 at holes. (Accepted weights are >= exp(-occlusion_tolerance)
-    # x coverage, so the clamp only guards empty targets.)
+    # filled / coverage: 1 / weight, 0 at holes (the clamp only guards empty targets).
     reciprocal = ws.gathered.view(t, h, w)
-    torch.clamp(total_thw, min=1e-12, out=reciprocal)
+    torch.clamp(coverage_thw, min=1e-12, out=reciprocal)
     torch.div(filled, reciprocal, out=reciprocal)
     for channel in range(c):
         torch.mul(padded[channel], reciprocal, out=warped_out[:, channel])
@@ -207,7 +207,8 @@ def _warp_chunk(left: torch.Tensor, disparity: torch.Tensor, occlusion_tolerance
 def forward_warp_with_weights(left: torch.Tensor, disparity: torch.Tensor,
                               occlusion_tolerance: float = DEFAULT_OCCLUSION_TOLERANCE,
                               min_coverage: float = DEFAULT_MIN_COVERAGE,
-                              frames_per_chunk: int | None = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                              frames_per_chunk: int | None = 0,
+                              rows_per_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`forward_warp` that also returns the coverage of every target pixel by the front
     surface (sum of its accepted tent weights, (T, 1, H, W), 0 at holes); see the module
     docstring for the algorithm."""
@@ -223,24 +224,40 @@ def forward_warp_with_weights(left: torch.Tensor, disparity: torch.Tensor,
     left = left.contiguous()
     disparity = disparity.contiguous()
     pixels_finite = bool(torch.isfinite(left.sum()))
-    step = t if not frames_per_chunk or frames_per_chunk >= t else int(frames_per_chunk)
-    for start in range(0, t, step):
-        stop = min(t, start + step)
-        if stop - start != step:  # the last, shorter chunk: one frame at a time reuses buffers
-            for frame in range(start, stop):
-                _warp_chunk(left[frame:frame + 1], disparity[frame:frame + 1], occlusion_tolerance,
-                            min_coverage, warped[frame:frame + 1], hole[frame:frame + 1],
-                            coverage[frame:frame + 1], pixels_finite)
-            break
-        _warp_chunk(left[start:stop], disparity[start:stop], occlusion_tolerance, min_coverage,
-                    warped[start:stop], hole[start:stop], coverage[start:stop], pixels_finite)
+    # Blocks of whole frames, or of rows of one frame: rows are independent (splats move along x),
+    # and blocks of ~128k pixels keep the ~15 working buffers in the CPU caches (memory traffic,
+    # not arithmetic, bounds this warp). Every full block has the same shape, so the workspace
+    # buffers are reused.
+    if frames_per_chunk == 0 and rows_per_chunk is None:  # automatic blocks
+        # GPUs want few large launches: up to 8M pixels per block there.
+        pixels = DEFAULT_PIXELS_PER_CHUNK if left.device.type == "cpu" else 1 << 23
+        if pixels >= h * w:
+            frames_per_chunk = pixels // max(h * w, 1)
+        else:
+            rows_per_chunk = max(1, pixels // max(w, 1))
+    if rows_per_chunk is None:
+        rows_per_chunk = h
+    frames_step = t if frames_per_chunk is None else max(1, min(int(frames_per_chunk), t))
+    rows_step = max(1, min(int(rows_per_chunk), h))
+    if rows_step < h:
+        frames_step = 1
+    for start in range(0, t, frames_step):
+        stop = min(t, start + frames_step)
+        frames = [(start, stop)] if stop - start == frames_step else [(f, f + 1) for f in range(start, stop)]
+        for f0, f1 in frames:  # a shorter last frame chunk goes one frame at a time (reused buffers)
+            for r0 in range(0, h, rows_step):
+                r1 = min(h, r0 + rows_step)
+                _warp_chunk(left[f0:f1, :, r0:r1], disparity[f0:f1, :, r0:r1], occlusion_tolerance, min_coverage,
+                            warped[f0:f1, :, r0:r1], hole[f0:f1, :, r0:r1], coverage[f0:f1, :, r0:r1],
+                            pixels_finite)
     return warped, hole, coverage
 
 
 def forward_warp(left: torch.Tensor, disparity: torch.Tensor,
                  occlusion_tolerance: float = DEFAULT_OCCLUSION_TOLERANCE,
                  min_coverage: float = DEFAULT_MIN_COVERAGE,
-                 frames_per_chunk: int | None = 4) -> tuple[torch.Tensor, torch.Tensor]:
+                 frames_per_chunk: int | None = 0,
+                 rows_per_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward-warp the left video to the right camera.
 
     Args:
@@ -252,7 +269,11 @@ def forward_warp(left: torch.Tensor, disparity: torch.Tensor,
             accepted tent weights, 1 for a plain shift) below which it is a hole; 0.5 = the
             pixel-centre rule (see the module docstring), a tiny value such as 1e-3 = fill
             every pixel that any front-surface splat touches.
-        frames_per_chunk: frames processed together (bounds temporary memory); None = all.
+        frames_per_chunk: frames processed together (bounds temporary memory); None = all;
+            0 (default) = automatic: blocks of about ``DEFAULT_PIXELS_PER_CHUNK`` (128k) pixels
+            on CPU (rows of one frame, or whole frames), 8M pixels on GPU.
+        rows_per_chunk: rows per block (overrides the default block height; 1 frame per block
+            when < H). The result does not depend on the blocking.
 
     Returns:
         (warped, hole_mask): warped float (T, C, H, W) with 0 at holes, and hole_mask bool
@@ -260,7 +281,7 @@ def forward_warp(left: torch.Tensor, disparity: torch.Tensor,
         pixel (nothing landed, or only the rim of a splat). Never NaN.
     """
     warped, hole, _ = forward_warp_with_weights(left, disparity, occlusion_tolerance, min_coverage,
-                                                frames_per_chunk)
+                                                frames_per_chunk, rows_per_chunk)
     return warped, hole
 
 
