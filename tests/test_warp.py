@@ -352,3 +352,41 @@ def test_shared_warp_same_on_gpu():
     w_gpu, h_gpu = forward_warp(left.cuda(), disparity.cuda())
     assert (h_gpu.cpu() == h_cpu).float().mean() > 0.999
     torch.testing.assert_close(w_gpu.cpu(), w_cpu, atol=1e-4, rtol=0)
+
+
+# ---- quality against an exact right view (synthetic) ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_quality():
+    from benchmark.datasets import get_dataset
+    from benchmark.stereo.warp_quality import compare_warps
+
+    tables = {}
+    for integer in (True, False):
+        ds = get_dataset("synthetic", num_clips=2, size=128, num_frames=4, integer_disparity=integer)
+        tables[integer] = {r["warp"]: r for r in compare_warps(ds.load_clip(n) for n in ds.clip_names())}
+    return tables
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_shared_warp_on_synthetic_own_pixels_at_least_as_good(synthetic_quality, integer):
+    """Exact right views (point-sampled renders): on each warp's own non-hole pixels the shared
+    warp is at least as good as every native warp, with integer and fractional disparities."""
+    rows = synthetic_quality[integer]
+    best_native = max(rows[n]["psnr_own"] for n in ("m2svid", "stereocrafter", "svg"))
+    assert rows["shared"]["psnr_own"] >= best_native - 1e-9, rows
+    if integer:  # whole-pixel shifts: the shared warp is exact inside surfaces, as M2SVid's scatter
+        best_common = max(rows[n]["psnr_common"] for n in ("m2svid", "stereocrafter", "svg"))
+        assert rows["shared"]["psnr_common"] >= best_common - 1e-9, rows
+        assert rows["shared"]["psnr_common"] > 30.0
+
+
+# With fractional disparities the renders' depth edges fall on a pixel either side of where any
+# warp can put them (point sampling in both eyes); M2SVid's scan-order blend of two writers is
+# then closer in squared error than the shared warp's pixel-centre decision (27.30 vs 27.70 dB on
+# the common pixels here, 33.47 vs 33.68 at 4 x 16 x 512^2). Kept visible, see docs/datasets.md.
+@pytest.mark.xfail(reason="fractional synthetic, common pixels: M2SVid's edge blend wins (docs/datasets.md)",
+                   strict=False)
+def test_shared_warp_on_synthetic_fractional_common_pixels(synthetic_quality):
+    rows = synthetic_quality[False]
+    assert rows["shared"]["psnr_common"] >= max(rows[n]["psnr_common"] for n in ("m2svid", "stereocrafter", "svg"))
