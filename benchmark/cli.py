@@ -44,6 +44,16 @@ def _available() -> dict[str, tuple[str, str]]:
     return {name: spec for name, spec in COMMANDS.items() if importlib.util.find_spec(spec[0]) is not None}
 
 
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Let every (nested) sub-parser record itself, so errors print the usage of the command
+    the user typed (argparse reports leftover arguments with the top-level usage otherwise)."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; the subparser of ``command`` (only) gets its full arguments."""
     parser = argparse.ArgumentParser(
@@ -62,6 +72,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             )
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
+            _remember_parsers(p)
         else:
             sub.add_parser(name, help=summary, add_help=False)
     return parser
@@ -72,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser(command)
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            (getattr(args, "_parser", None) or parser).error(f"unrecognized arguments: {' '.join(extras)}")
         if getattr(args, "_run", None) is None:
             parser.print_help()
             return 0 if not argv or argv[0] in ("-h", "--help") else 2

@@ -571,7 +571,7 @@ def resolve_runs(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
             # A unique prefix is enough (like git hashes): `--run 20250101-1200`.
             matches = [r for r in available if r.startswith(run_id)]
             if len(matches) != 1:
-                raise did_you_mean(run_id, matches or available, f"run id under {root}")
+                raise did_you_mean(run_id, matches or available, "run id")
             run_id = matches[0]
         resolved.append(run_id)
     return list(dict.fromkeys(resolved))

@@ -27,3 +27,35 @@ def test_cli_unknown_command_fails(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
+
+
+def test_leftover_arguments_are_reported_with_the_subcommands_usage(capsys):
+    # argparse reports leftovers with the top-level usage unless the leaf parser raises them.
+    with pytest.raises(SystemExit) as exc:
+        main(["weights", "convert-m2svid", "a.pt", "out/"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: stereobench weights convert-m2svid" in err and "--out" in err
+    assert "unrecognized arguments: out/" in err
+
+
+def test_missing_dataset_folder_is_named(tmp_path, capsys):
+    missing = tmp_path / "no_such_videos"
+    assert main(["prepare", "--dataset", str(missing), "--no-preview"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset folder") and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_train_refuses_zero_steps(tmp_path, capsys):
+    code = main(["train", "m2svid", "--init", "tiny", "--dataset", "synthetic", "--frames", "4", "--size", "64",
+                 "--steps", "0", "--output", str(tmp_path / "t")])
+    assert code == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "final").exists()
+
+
+def test_weights_listing_names_each_download_once(capsys):
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "m2svid_weights.pt/m2svid_weights.pt" not in out
+    assert "https://storage.googleapis.com/gresearch/m2svid/m2svid_weights.pt" in out

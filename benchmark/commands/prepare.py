@@ -218,5 +218,5 @@ def _load_with_disparity(dataset, clip_name: str):
     if clip.disparity is None:
         raise StereobenchError(
             f"clip {clip.clip_id!r} has no disparity; prepare warps with ground-truth disparity, so give "
-            f"<name>_disparity.npy beside the video (depth-model disparity comes with `stereobench run`)")
+            f"<name>_disparity.npy beside the video (depth models are not wired in yet)")
     return clip

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames is not None and not 1 <= args.frames <= 25:
         raise StereobenchError(f"--frames must be 1..25 (the model's frame budget), got {args.frames}")
+    if args.steps < 1:
+        raise StereobenchError(f"--steps must be at least 1 (got {args.steps}); 0 steps would save an untrained model")
     config = TrainConfig(
         init=args.init, output_dir=args.output, dataset=args.dataset, dataset_options=parse_options(args.dataset_option),
         protocol=args.protocol, frames=args.frames, size=args.size, max_clips=args.max_clips, steps=args.steps,

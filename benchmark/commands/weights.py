@@ -30,6 +30,20 @@ from benchmark.errors import StereobenchError
 
 M2SVID_CONVERT = "methods.m2svid.convert"
 
+CONVERT_HELP = """\
+Convert an official M2SVid checkpoint (m2svid_weights.pt or m2svid_no_full_atten_weights.pt,
+generative-models key layout) into a diffusers-format folder that the `m2svid` method loads.
+Every tensor of the checkpoint must be used and every model parameter filled, or it stops
+with an error naming what is missing. Parts the checkpoint lacks (VAE, CLIP image encoder)
+come from the SVD img2vid-xt repository in your Hugging Face cache (--svd-source).
+
+Examples:
+  wget https://storage.googleapis.com/gresearch/m2svid/m2svid_weights.pt
+  stereobench weights convert-m2svid m2svid_weights.pt            # -> ~/.cache/stereobench/weights/m2svid
+  stereobench weights convert-m2svid m2svid_no_full_atten_weights.pt --out /data/m2svid-nfa
+  stereobench weights convert-m2svid m2svid_weights.pt --svd-source stabilityai/stable-video-diffusion-img2vid-xt
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the listing as JSON")
@@ -43,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     if importlib.util.find_spec("methods.m2svid") is not None and _has_module(M2SVID_CONVERT):
         module = importlib.import_module(M2SVID_CONVERT)
-        conv.description = module.__doc__
+        conv.description = CONVERT_HELP
         module.add_convert_arguments(conv)
     else:
         conv.add_argument("rest", nargs=argparse.REMAINDER)
@@ -120,7 +134,7 @@ def _print_listing(methods: list[dict[str, Any]], lpips: list[dict[str, Any]]) -
             rev = w["revision"] or (f"sha256:{w['sha256'][:12]}" if w["sha256"] else "UNPINNED")
             env = f", env {w['env_var']}" if w["env_var"] else ""
             where = f" -> {w['local_path']}" if w["local_path"] else ""
-            print(f"  - {w['name']}: {w['source']}" + (f"/{w['filename']}" if w["filename"] else "")
+            print(f"  - {w['name']}: {w['source']}" + (f"/{w['filename']}" if w["filename"] and not w["source"].endswith(w["filename"]) else "")
                   + f" @ {rev}{env}{where}")
             if not entry["present"] and w["how_to_get"]:
                 print(f"    get it: {w['how_to_get']}")

@@ -60,6 +60,9 @@ def get_dataset(name: str, **options: Any):
     if name not in DATASETS and ("/" in name or name.startswith(".")) and Path(name).expanduser().is_dir():
         options = {"root": name, **options}
         name = "folder"
+    elif name not in DATASETS and ("/" in name or name.startswith((".", "~"))):
+        raise StereobenchError(f"dataset folder {name!r} does not exist; give an existing directory of videos "
+                               f"or a dataset name ({', '.join(DATASETS.names())})")
     factory = DATASETS[name]
     try:
         return factory(**options)

@@ -60,7 +60,8 @@ def _check_clip(clip: Clip) -> None:
             f"clip {clip.clip_id!r}: left video must be (T, 3, H, W) with T > 0, got {tuple(getattr(left, 'shape', ()))}")
     if disparity is None:
         raise StereobenchError(
-            f"clip {clip.clip_id!r} has no disparity; give a dataset with ground-truth disparity or a depth source")
+            f"clip {clip.clip_id!r} has no disparity; give a dataset with ground-truth disparity (for a folder "
+            f"dataset: <name>_disparity.npy, (T, H, W) pixels of the left view, beside the video)")
     t, _, h, w = left.shape
     if disparity.dim() != 4 or disparity.shape[1] != 1:
         raise StereobenchError(f"clip {clip.clip_id!r}: disparity must be (T, 1, H, W), got {tuple(disparity.shape)}")

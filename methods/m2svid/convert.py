@@ -257,7 +257,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, t
         data = torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=True)
     except Exception as exc:  # UnpicklingError for non-tensor objects, or not a torch file at all
         raise StereobenchError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:120]}); expected the "
+            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); expected the "
             f"official m2svid_weights.pt (a dict with 'module'); if it is that file and holds extra Python objects, "
             f"rerun with --trust-pickle"
         ) from exc

@@ -390,8 +390,9 @@ def resolve_weights_folder(source) -> "Path":
                 f"M2SVid weights {text!r} are not in the Hugging Face cache ({type(exc).__name__}); this machine "
                 f"does not download: run `huggingface-cli download {text}` where the hub is reachable, or pass a local folder"
             ) from exc
-    raise StereobenchError(f"M2SVid weights folder {text!r} does not exist; convert the official checkpoint with "
-                           f"`stereobench weights convert-m2svid CHECKPOINT.pt --out {text}`")
+    raise StereobenchError(f"weights folder {text!r} does not exist; give an existing diffusers-format folder (an "
+                           f"M2SVid folder made by `stereobench weights convert-m2svid CHECKPOINT.pt --out DIR`, or "
+                           f"an SVD img2vid-xt folder), a Hugging Face id already in the cache, or `tiny`")
 
 
 def check_weights_folder(folder) -> list[str]:
