@@ -117,8 +117,9 @@ def test_power_grows_with_sample_and_is_calibrated():
     z = np.random.default_rng(99).standard_normal((200_000, 4))
     ranks = competition_ranks(np.array([delta, 0, 0, 0]) + sd * z)
     assert ranks[:, 1].mean() - ranks[:, 0].mean() == pytest.approx(0.5, abs=0.01)
-    table = power.ranking_power([4, 16], [4], rank_difference=0.5, n_sim=150, seed=0)
-    assert table["power_friedman"].iloc[1] > table["power_friedman"].iloc[0] + 0.2
+    table = power.ranking_power([4, 16], [10], rank_difference=0.5, n_sim=150, seed=0)
+    assert table["power_crossed"].iloc[1] > table["power_crossed"].iloc[0] + 0.2
+    assert table["power_best_vs_second"].iloc[1] > table["power_best_vs_second"].iloc[0] + 0.2
     # Under no difference the rejection rate is the size of the test.
     pw = power.pairwise_power([8], [20], share=0.5, tie_share=0.2, participant_sd=0.0, n_sim=3000, seed=0)
     assert pw["power_sign_test"].iloc[0] < 0.07

@@ -105,7 +105,7 @@ def analyze_aggregate(agg: dict, level: float = 0.95) -> dict:
         n = agg["rankings"]["n_rankings"]
         df = pd.DataFrame(agg["rankings"]["methods"])
         df = df.sort_values(["average_rank", "chosen_best"], ascending=[True, False], kind="stable").reset_index(drop=True)
-        top = df["chosen_best"].iloc[0] if df["average_rank"].notna().all() else df["chosen_best"].max()
+        top = df["chosen_best"].max()  # reference: the method chosen best most often (ratios >= 1)
         df["chosen_best_share"] = df["chosen_best"] / n
         ci = [stats.binomtest(int(k), n).proportion_ci(level, method="wilson") for k in df["chosen_best"]]
         df["share_ci_low_indep"] = [c.low for c in ci]

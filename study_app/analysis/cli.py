@@ -6,8 +6,11 @@ quality-control exclusion rule (every exclusion is listed in the report), and wr
 report.md, a self-contained report.html, plots/*.png and tables/*.csv to --out.
 
 Rankings: average rank and "chosen best" per method with crossed-bootstrap CIs (participants x
-videos), Friedman on per-participant and per-video means, a within-ranking permutation test,
-Kendall's W, Conover-Friedman and paired Wilcoxon post hoc (Holm), Cochran's Q and exact
+videos); the decision rule is a crossed-robust test (participants and videos both random, per
+pair Holm-adjusted) and the summary states its conclusion at --alpha; also Friedman on
+per-participant means (videos treated as fixed) and per-video means, a within-ranking
+permutation test (sharp null), Kendall's W, Conover-Friedman and paired Wilcoxon post hoc
+(Holm), Cochran's Q and exact
 McNemar for "chosen best", a Davidson (Bradley-Terry with ties) scale, a critical-difference
 diagram. Pairwise: counts A/B/equal, exact sign test (ties excluded) and ties-split
 sensitivity, per-participant counts, first-position bias, Thurstone (JOD) / Davidson scales.
@@ -97,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--tie-share", type=float, default=0.3, help="pairwise: share of 'equal' answers (default: %(default)s)")
     d.add_argument("--participant-sd", type=float, default=None,
                    help="between-participant spread (latent SD for rankings, default 0.3; logit SD for pairwise, default 0.5)")
-    d.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
+    d.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level of the report's conclusions and of the power analysis (default: %(default)s)")
     d.add_argument("--target-power", type=float, default=0.8, help="power to reach (default: %(default)s)")
     d.add_argument("--n-sim", type=int, default=None, help="simulated studies per design (default 300 rankings, 2000 pairwise)")
 
@@ -108,6 +112,42 @@ def _rule(args):
     return ExclusionRule(max_attention_fail_share=args.max_attention_fail, min_repeat_tau=args.min_repeat_tau,
                          min_repeat_agreement=args.min_repeat_agreement, min_main_trials=args.min_main_trials,
                          exclude=tuple(x.strip() for x in args.exclude.split(",") if x.strip()))
+
+
+def options_from_args(args):
+    """The :class:`AnalysisOptions` of parsed ``stereobench analyze`` arguments."""
+    from study_app.analysis.pipeline import AnalysisOptions
+
+    return AnalysisOptions(seed=args.seed, n_boot=args.n_boot, n_perm=args.n_perm, n_boot_model=args.n_boot_model,
+                           methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                           incomplete=args.incomplete, on_invalid=args.on_invalid, rule=_rule(args),
+                           wilcoxon_method=args.wilcoxon, alpha=args.alpha)
+
+
+def reproduce_command(sources, options) -> str:
+    """The ``stereobench analyze`` command line that reproduces ``options`` on ``sources``.
+
+    Every option that changes a number is written out explicitly (also when it has its default
+    value), so the command stays valid if a default changes; parsing it back gives the same
+    :class:`AnalysisOptions` (tested).
+    """
+    import shlex
+
+    def num(v):
+        return "none" if v is None else repr(float(v))
+
+    rule = options.rule
+    parts = ["stereobench", "analyze", *[shlex.quote(str(s)) for s in sources],
+             "--seed", str(options.seed), "--n-boot", str(options.n_boot), "--n-perm", str(options.n_perm),
+             "--n-boot-model", str(options.n_boot_model), "--wilcoxon", options.wilcoxon_method,
+             "--alpha", repr(float(options.alpha)), "--incomplete", options.incomplete, "--on-invalid", options.on_invalid,
+             "--max-attention-fail", num(rule.max_attention_fail_share), "--min-repeat-tau", num(rule.min_repeat_tau),
+             "--min-repeat-agreement", num(rule.min_repeat_agreement), "--min-main-trials", str(rule.min_main_trials)]
+    if options.methods:
+        parts += ["--methods", shlex.quote(",".join(options.methods))]
+    if rule.exclude:
+        parts += ["--exclude", shlex.quote(",".join(rule.exclude))]
+    return " ".join(parts + ["--out", "DIR"])
 
 
 def _run_power(args, kind: str) -> int:
@@ -121,9 +161,13 @@ def _run_power(args, kind: str) -> int:
                                         participant_sd=0.3 if args.participant_sd is None else args.participant_sd,
                                         tie_width=args.tie_width, n_sim=args.n_sim or 300, alpha=args.alpha,
                                         seed=args.seed)
-            columns = ["power_best_vs_second", "power_friedman"]
+            columns = ["power_best_vs_second", "power_crossed"]
             what = (f"a difference of {args.rank_difference} in average rank between the best and the second of "
-                    f"{args.n_methods} methods (latent advantage {table.attrs['latent_delta']:.3f} noise SD)")
+                    f"{args.n_methods} methods (latent advantage {table.attrs['latent_delta']:.3f} noise SD) with the "
+                    "report's decision rule, the crossed-robust test (participants and videos both random). "
+                    "type1_* columns: the same rule's rejection rate when no method differs (should be near alpha); "
+                    "the Friedman test on per-participant means (videos treated as fixed) is shown for comparison: "
+                    "its type-I error exceeds alpha, and that excess is not power")
         else:
             table = power.pairwise_power(args.participants, args.videos, args.share, args.tie_share,
                                          participant_sd=0.5 if args.participant_sd is None else args.participant_sd,
@@ -141,7 +185,9 @@ def _run_power(args, kind: str) -> int:
                                    f"{best[col]:.0%}" if best is not None else
                                    f"no design in the grid reaches {args.target_power:.0%}; add participants"))
     doc.bullets(lines)
-    doc.table(table, "Power per design (share of simulated studies with p < alpha).")
+    doc.table(table, "Power per design (share of simulated studies with p < alpha); type1_*: the share when there "
+                     "is no difference. Designs whose type-I error exceeds alpha by more than 3 Monte Carlo standard "
+                     "errors are not chosen.")
     out = Path(args.out)
     _atomic_write(out / f"power_{kind}.md", doc.markdown().encode())
     _atomic_write(out / f"power_{kind}.csv", table.to_csv(index=False).encode())
@@ -168,7 +214,7 @@ def _write_demo(out: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study_app.analysis.pipeline import AnalysisOptions, analyze_files
+    from study_app.analysis.pipeline import analyze_files
     from study_app.analysis.report import write_report
 
     responses = list(args.responses)
@@ -184,10 +230,9 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (("--n-boot", args.n_boot), ("--n-perm", args.n_perm), ("--n-boot-model", args.n_boot_model)):
         if value < 10:
             raise StereobenchError(f"{name} must be at least 10, not {value}")
-    options = AnalysisOptions(seed=args.seed, n_boot=args.n_boot, n_perm=args.n_perm, n_boot_model=args.n_boot_model,
-                              methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                              incomplete=args.incomplete, on_invalid=args.on_invalid, rule=_rule(args),
-                              wilcoxon_method=args.wilcoxon)
+    if not 0 < args.alpha < 1:
+        raise StereobenchError(f"--alpha must be between 0 and 1, not {args.alpha}")
+    options = options_from_args(args)
     result = analyze_files(responses, options)
     paths = write_report(result, args.out)
     for line in paths["summary"]:

@@ -44,10 +44,25 @@ def ties_split_test(n_a: int, n_b: int, n_equal: int) -> tuple[float, float, flo
 def canonical_pairs(table: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
     """Orient every comparison so that method_a is first in ``methods`` order (default: first seen).
 
-    Answers and ``first_shown`` are flipped with the orientation. Adds ``prefers_first`` (True /
-    False / NA for equal): whether the answer chose the method shown first.
+    With ``methods``, only comparisons whose two methods are both listed are kept (a name not in
+    the table is an error suggesting the closest one), so each unordered pair gives one row of
+    the counts. Answers and ``first_shown`` are flipped with the orientation. Adds
+    ``prefers_first`` (True / False / NA for equal): whether the answer chose the method shown first.
     """
-    order = methods or list(dict.fromkeys(table[["method_a", "method_b"]].to_numpy().ravel().tolist()))
+    seen = list(dict.fromkeys(table[["method_a", "method_b"]].to_numpy().ravel().tolist()))
+    if methods:
+        from benchmark.errors import StereobenchError, did_you_mean
+
+        unknown = [m for m in methods if m not in seen]
+        if unknown:
+            raise did_you_mean(unknown[0], seen, "method")
+        order = list(dict.fromkeys(methods))
+        table = table[table["method_a"].isin(order) & table["method_b"].isin(order)]
+        if table.empty:
+            raise StereobenchError(f"no pairwise comparison has both methods in --methods ({', '.join(order)}); "
+                                   "list at least two methods that were compared with each other")
+    else:
+        order = seen
     pos = {m: i for i, m in enumerate(order)}
     t = table.copy()
     swap = t["method_a"].map(pos) > t["method_b"].map(pos)

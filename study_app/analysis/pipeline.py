@@ -30,6 +30,7 @@ class AnalysisOptions:
     on_invalid: str = "error"
     rule: quality.ExclusionRule = field(default_factory=quality.ExclusionRule)
     wilcoxon_method: str = "auto"
+    alpha: float = 0.05  # significance level of the report's plain-language conclusions
 
 
 @dataclass
@@ -62,12 +63,43 @@ def _provenance(options: AnalysisOptions, sources: list[str]) -> dict:
             "statsmodels": statsmodels.__version__, "pandas": pd.__version__}
 
 
+def _methods_per_table(res: Responses, methods: list[str]) -> dict:
+    """Split ``--methods`` over the tables: each gets the listed methods it contains.
+
+    A name found in no table is an error suggesting the closest name; a table that contains
+    fewer than two of the listed methods is an error (it would have nothing to compare).
+    """
+    from benchmark.errors import did_you_mean
+
+    out = {"rankings": None, "pairwise": None}
+    if not methods:
+        return out
+    seen = {}
+    if res.rankings is not None:
+        seen["rankings"] = set(res.rankings.loc[res.rankings["trial_kind"] == "main", "method"])
+    if res.pairwise is not None:
+        main = res.pairwise[res.pairwise["trial_kind"] == "main"]
+        seen["pairwise"] = set(main["method_a"]) | set(main["method_b"])
+    known = set().union(*seen.values()) if seen else set()
+    for m in methods:
+        if m not in known:
+            raise did_you_mean(m, known, "method")
+    for kind, names in seen.items():
+        listed = [m for m in methods if m in names]
+        if len(listed) < 2:
+            raise StereobenchError(f"--methods lists {len(listed)} method(s) of the {kind} table "
+                                   f"({', '.join(listed) or 'none'}); list at least two of: {', '.join(sorted(names))}")
+        out[kind] = listed
+    return out
+
+
 def analyze_responses(res: Responses, options: AnalysisOptions | None = None) -> StudyResult:
     """Quality control, exclusions and every statistic for already-loaded responses."""
     from study_app.analysis.pairwise import analyze_pairwise
     from study_app.analysis.rankings import analyze_rankings, ranking_matrix
 
     options = options or AnalysisOptions()
+    methods_by_kind = _methods_per_table(res, list(options.methods))
     logs = [res.exclusions] if len(res.exclusions) else []
     result = StudyResult(responses=res, options=options, exclusions=empty_exclusions())
     for kind in ("rankings", "pairwise"):
@@ -86,14 +118,14 @@ def analyze_responses(res: Responses, options: AnalysisOptions | None = None) ->
                 f"participants excluded: {'; '.join((qc['participant'] + ': ' + qc['reason'])[qc['excluded']].tolist()[:3])}); "
                 "relax --max-attention-fail / --min-repeat-tau or check the export")
         if kind == "rankings":
-            rm = ranking_matrix(kept, list(options.methods) or None, options.incomplete)
+            rm = ranking_matrix(kept, methods_by_kind[kind], options.incomplete)
             if len(rm.exclusions):
                 logs.append(rm.exclusions)
             result.rankings = analyze_rankings(rm, n_boot=options.n_boot, n_perm=options.n_perm,
                                                n_boot_model=options.n_boot_model, seed=options.seed,
                                                wilcoxon_method=options.wilcoxon_method)
         else:
-            result.pairwise = analyze_pairwise(kept, list(options.methods) or None, n_boot=options.n_boot,
+            result.pairwise = analyze_pairwise(kept, methods_by_kind[kind], n_boot=options.n_boot,
                                                n_boot_model=options.n_boot_model, seed=options.seed)
     result.aggregates = [aggregate.analyze_aggregate(a) for a in res.aggregates]
     if logs:

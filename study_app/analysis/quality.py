@@ -63,7 +63,10 @@ def _ranking_attention(table: pd.DataFrame) -> pd.DataFrame:
         scored = len(ordinary) > 0 and (len(worst) + len(best)) > 0
         passed = scored and bool((worst > ordinary.max()).all() and (best <= ordinary.min()).all())
         rows.append({"participant": part, "trial": int(trial), "scored": scored, "passed": passed})
-    return pd.DataFrame(rows, columns=["participant", "trial", "scored", "passed"])
+    # Explicit dtypes: with no attention trial an empty frame would get object columns, and
+    # boolean indexing with an empty object column selects columns instead of rows.
+    return pd.DataFrame(rows, columns=["participant", "trial", "scored", "passed"]).astype(
+        {"trial": "int64", "scored": bool, "passed": bool})
 
 
 def _pairwise_attention(table: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +134,7 @@ def quality_table(table: pd.DataFrame, kind: str, participants: list[str] | None
     out = pd.DataFrame(index=pd.Index(names, name="participant"))
     for k in ("main", "attention", "repeat", "training"):
         out[f"n_{k}"] = counts[k].reindex(out.index).fillna(0).astype(int) if k in counts else 0
-    scored = att[att["scored"]]
+    scored = att.loc[att["scored"].to_numpy(dtype=bool)]
     out["attention_scored"] = scored.groupby("participant").size().reindex(out.index).fillna(0).astype(int)
     out["attention_failed"] = (~scored["passed"].astype(bool)).groupby(scored["participant"]).sum().reindex(out.index).fillna(0).astype(int)
     with np.errstate(invalid="ignore", divide="ignore"):

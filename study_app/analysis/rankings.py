@@ -4,10 +4,20 @@ The unit of data is a *ranking*: one participant ranks k methods on one video. R
 not independent (the same participant ranks many videos, the same video is ranked by many
 participants), so:
 
+* the **crossed-robust test** (:func:`crossed_robust_test`, the headline decision rule) treats
+  both participants and videos as random: a Wald test of the methods' mean mid-rank contrasts
+  with a two-way cluster-robust covariance (Cameron, Gelbach & Miller 2011) and a Hotelling-type
+  F reference with min(#participants, #videos) clusters; its p-value is the largest of that test
+  and the one-way participant- and video-clustered versions. Measured type-I error at alpha 0.05
+  stays at or below about 0.065 in the crossed designs of ``docs/analysis.md``;
 * Friedman, Conover and Wilcoxon tests run on **collapsed** data: each method's mean mid-rank
-  per participant (blocks = participants) and, separately, per video (blocks = videos);
+  per participant (blocks = participants; *videos treated as fixed*) and, separately, per video
+  (*participants treated as fixed*). Each is anti-conservative when the other factor has a
+  per-method random effect (a video's effect is shared by every participant who saw it);
 * the within-ranking permutation test permutes method labels inside each ranking, which is
-  exact under the null that the methods are exchangeable in every ranking;
+  exact for the *sharp* null "the methods are exchangeable in every ranking"; it is not
+  cluster-robust (it rejects when participants or videos disagree about the methods even if
+  the methods are equal on average);
 * confidence intervals come from a **crossed bootstrap**: participants and videos are
   resampled independently with replacement and a ranking enters with weight
   (times its participant was drawn) x (times its video was drawn).
@@ -68,15 +78,45 @@ def midranks(ranks: np.ndarray) -> np.ndarray:
     return stats.rankdata(ranks, axis=-1, method="average")
 
 
+def _rerank(given: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """Re-rank rows of ``given`` (N, k) after methods were removed, keeping each row's convention.
+
+    ``dense``: bool (N,), rows given as dense ranks (1, 1, 2, 3) stay dense; the others get
+    competition ranks (1, 1, 3, 4). Without ties both conventions are 1..k.
+    """
+    less = given[:, None, :] < given[:, :, None]  # [n, a, b]: method b ranked better than a
+    first = np.ones_like(given, dtype=bool)  # first occurrence of each value in its row
+    for j in range(1, given.shape[1]):
+        first[:, j] = ~(given[:, :j] == given[:, [j]]).any(axis=1)
+    competition = 1.0 + less.sum(axis=-1)
+    dense_ranks = 1.0 + (less & first[:, None, :]).sum(axis=-1)
+    return np.where(dense[:, None], dense_ranks, competition)
+
+
+def _is_dense_with_ties(values: np.ndarray) -> np.ndarray:
+    """bool (N,): the non-NaN values of each row are a dense ranking with at least one tie."""
+    out = np.zeros(len(values), dtype=bool)
+    for i, row in enumerate(values):
+        v = row[~np.isnan(row)]
+        u = np.unique(v)
+        out[i] = len(u) < len(v) and np.array_equal(u, np.arange(1, len(u) + 1))
+    return out
+
+
 def ranking_matrix(table: pd.DataFrame, methods: list[str] | None = None, incomplete: str = "error") -> RankingMatrix:
     """Build the wide matrix of the ``main`` trials of a validated rankings table.
 
-    ``methods``: restrict (and order) the analysis to these methods; other methods are removed
-    from each trial and the remaining ranks re-ranked (competition ranks among the rest).
-    ``incomplete``: what to do with trials that lack one of the analysed methods: ``error``
-    (default, names the method and how many trials have it), ``drop-trials`` (remove those
-    trials, each logged) or ``drop-methods`` (analyse only methods present in every trial,
-    each removed method logged).
+    Ranks are kept **as given** (competition 1, 1, 3, 4 or dense 1, 1, 2, 3), so the average
+    rank is that of the participants' answers. Only when methods are removed from the analysis
+    (``methods`` lists a subset, or ``incomplete="drop-methods"``) are the remaining ranks of
+    each trial re-ranked among themselves, in the trial's own convention (dense rankings with
+    ties stay dense, all others become competition ranks).
+
+    ``methods``: restrict (and order) the analysis to these methods (unknown names: an error
+    suggesting the closest name). ``incomplete``: what to do with trials that lack one of the
+    analysed methods: ``error`` (default, names the method and how many trials have it),
+    ``drop-trials`` (remove those trials, each logged) or ``drop-methods`` (analyse only methods
+    present in every trial, each removed method logged).
     """
     if incomplete not in INCOMPLETE_POLICIES:
         raise StereobenchError(f"--incomplete must be one of {', '.join(INCOMPLETE_POLICIES)}, not {incomplete!r}")
@@ -90,12 +130,13 @@ def ranking_matrix(table: pd.DataFrame, methods: list[str] | None = None, incomp
         if unknown:
             from benchmark.errors import did_you_mean
             raise did_you_mean(unknown[0], all_methods, "method")
-        main = main[main["method"].isin(methods)]
+        methods = list(dict.fromkeys(methods))
     else:
         methods = all_methods
-    wide = main.pivot(index=["participant", "trial"], columns="method", values="rank")
+    wide_all = main.pivot(index=["participant", "trial"], columns="method", values="rank").reindex(columns=all_methods)
+    dense_rows = pd.Series(_is_dense_with_ties(wide_all.to_numpy(dtype=float)), index=wide_all.index)
     video = main.groupby(["participant", "trial"])["video"].first()
-    wide = wide.reindex(columns=methods)
+    wide = wide_all.reindex(columns=methods)
     present = wide.notna()
     counts = present.sum()
     n_trials = len(wide)
@@ -122,12 +163,12 @@ def ranking_matrix(table: pd.DataFrame, methods: list[str] | None = None, incomp
                 log_rows.append({"table": "rankings", "participant": str(part), "trial": int(trial),
                                  "reason": f"trial dropped: lacks method(s) {', '.join(lacking)}"})
             wide = wide[~incomplete_rows]
-            video = video[wide.index]
     if wide.empty:
         raise StereobenchError("no main trial ranks all analysed methods; check --methods / --incomplete")
     given = wide.to_numpy(dtype=float)
-    # Re-rank so that ranks are consistent after methods were removed (competition ranks).
-    given = 1.0 + (given[:, None, :] < given[:, :, None]).sum(axis=-1)
+    if set(methods) != set(all_methods):
+        # Methods were removed: the remaining ranks may have gaps or start above 1.
+        given = _rerank(given, dense_rows.loc[wide.index].to_numpy())
     trials = wide.index.to_frame(index=False)
     trials["video"] = video.loc[wide.index].to_numpy()
     p_codes, participants = pd.factorize(trials["participant"], sort=True)
@@ -136,6 +177,114 @@ def ranking_matrix(table: pd.DataFrame, methods: list[str] | None = None, incomp
     return RankingMatrix(methods=list(methods), given=given, mid=midranks(given), participant=p_codes.astype(np.int64),
                          video=v_codes.astype(np.int64), participants=[str(p) for p in participants],
                          videos=[str(v) for v in videos], trials=trials, exclusions=log)
+
+
+# ----------------------------------------------------------------------------- crossed-robust test
+
+def _cluster_sums(r: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sums of r (..., N, q) within groups given by codes (N,) -> (..., n_groups, q)."""
+    onehot = np.zeros((n_groups, len(codes)))
+    onehot[codes, np.arange(len(codes))] = 1.0
+    return np.einsum("gn,...nq->...gq", onehot, r)
+
+
+def _wald_f(xbar: np.ndarray, cov: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hotelling-type F test of xbar (..., q) = 0 with covariance cov (..., q, q), G clusters."""
+    q = xbar.shape[-1]
+    if n_clusters <= q:
+        nan = np.full(xbar.shape[:-1], np.nan)
+        return nan, nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ridge = 1e-12 * np.trace(cov, axis1=-2, axis2=-1)[..., None, None] * np.eye(q)
+        try:
+            sol = np.linalg.solve(cov + ridge, xbar[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            sol = np.einsum("...ij,...j->...i", np.linalg.pinv(cov), xbar)
+        wald = np.einsum("...i,...i->...", xbar, sol)
+        wald = np.where(np.all(np.abs(xbar) < 1e-12, axis=-1), 0.0, wald)  # no difference at all: p = 1
+        wald = np.where(np.isfinite(wald), wald, np.inf)
+    f = wald / q * (n_clusters - q) / (n_clusters - 1)
+    return f, stats.f.sf(f, q, n_clusters - q)
+
+
+def crossed_robust_test(mid: np.ndarray, participant: np.ndarray, video: np.ndarray,
+                        contrast: np.ndarray | None = None) -> dict:
+    """Test "the methods' mean mid-ranks are equal" with participants AND videos random.
+
+    ``mid``: (..., N, k) mid-ranks of N rankings (leading axes: independent simulated studies
+    sharing the design); ``participant`` / ``video``: int (N,) codes. ``contrast``: (q, k) rows
+    of the hypothesis (default: every method minus the last, i.e. all equal; pass
+    ``e_a - e_b`` for one pair).
+
+    The contrasts x_i = C mid_i have mean xbar. Its covariance is estimated three ways from the
+    residuals r_i = x_i - xbar: clustered by participant (V_P), by video (V_V), and two-way
+    V_P + V_V - V_PV (Cameron, Gelbach & Miller 2011; V_PV clusters by participant x video
+    cell; replaced by V_P + V_V if not positive definite), each sum of cluster outer products
+    scaled by G/(G-1)/N^2. Each gives a Hotelling-type statistic
+    F = W/q * (G-q)/(G-1) ~ F(q, G-q) with W = xbar' V^-1 xbar and G its number of clusters
+    (min of the two for the two-way one). The reported ``pvalue`` is the largest of the three:
+    the two-way estimate is noisy when the random effects are small, and then the one-way tests
+    are the valid ones. NaN when there are not more clusters than contrasts.
+
+    Returns dict of arrays: statistic (two-way F), df1, df2, pvalue, p_two_way, p_participant,
+    p_video, mean_difference (xbar).
+    """
+    mid = np.asarray(mid, dtype=float)
+    k = mid.shape[-1]
+    if contrast is None:
+        contrast = np.hstack([np.eye(k - 1), -np.ones((k - 1, 1))])
+    contrast = np.atleast_2d(np.asarray(contrast, dtype=float))
+    q = contrast.shape[0]
+    x = mid @ contrast.T  # (..., N, q)
+    n = x.shape[-2]
+    xbar = x.mean(axis=-2)
+    r = x - xbar[..., None, :]
+    _, p_codes = np.unique(participant, return_inverse=True)
+    _, v_codes = np.unique(video, return_inverse=True)
+    g_p, g_v = int(p_codes.max()) + 1, int(v_codes.max()) + 1
+    cell_codes = np.unique(p_codes * g_v + v_codes, return_inverse=True)[1]
+    g_c = int(cell_codes.max()) + 1
+
+    def cov(codes, g):
+        s = _cluster_sums(r, codes, g)
+        return np.einsum("...gi,...gj->...ij", s, s) * (g / max(g - 1, 1)) / n ** 2
+
+    v_p, v_v, v_c = cov(p_codes, g_p), cov(v_codes, g_v), cov(cell_codes, g_c)
+    v_two = v_p + v_v - v_c
+    not_pd = np.linalg.eigvalsh(v_two).min(axis=-1) <= 0
+    v_two = np.where(not_pd[..., None, None], v_p + v_v, v_two)
+    g_two = min(g_p, g_v)
+    f_two, p_two = _wald_f(xbar, v_two, g_two)
+    _, p_part = _wald_f(xbar, v_p, g_p)
+    _, p_vid = _wald_f(xbar, v_v, g_v)
+    p = np.maximum(np.maximum(p_two, p_part), p_vid)
+    return {"statistic": f_two, "df1": q, "df2": g_two - q, "pvalue": p, "p_two_way": p_two,
+            "p_participant": p_part, "p_video": p_vid, "mean_difference": xbar,
+            "n_participants": g_p, "n_videos": g_v}
+
+
+def crossed_robust_pairs(rm: RankingMatrix) -> pd.DataFrame:
+    """:func:`crossed_robust_test` for every pair of methods (mean mid-rank difference), Holm."""
+    from statsmodels.stats.multitest import multipletests
+
+    rows = []
+    for i, a in enumerate(rm.methods):
+        for j in range(i + 1, rm.k):
+            c = np.zeros(rm.k)
+            c[i], c[j] = 1.0, -1.0
+            res = crossed_robust_test(rm.mid, rm.participant, rm.video, c)
+            rows.append({"method_1": a, "method_2": rm.methods[j], "mean_rank_difference": float(res["mean_difference"][0]),
+                         "p_two_way": float(res["p_two_way"]), "p_participant": float(res["p_participant"]),
+                         "p_video": float(res["p_video"]), "p": float(res["pvalue"])})
+    out = pd.DataFrame(rows, columns=["method_1", "method_2", "mean_rank_difference", "p_two_way", "p_participant",
+                                      "p_video", "p"])
+    p = out["p"].to_numpy(dtype=float)
+    holm = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        holm[ok] = multipletests(p[ok], method="holm")[1]
+    out["p_holm"] = holm
+    return out
 
 
 # ----------------------------------------------------------------------------- Friedman family
@@ -272,14 +421,19 @@ def crossed_weights(participant: np.ndarray, video: np.ndarray, n_participants: 
     return (cp[:, participant] * cv[:, video]).astype(float)
 
 
-def _ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per column; NaN replicates (e.g. a ratio with a zero count) are skipped."""
+def _ci(samples: np.ndarray, level: float = 0.95, method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per column; NaN replicates (a 0/0 ratio) are skipped.
+
+    ``method="inverted_cdf"`` takes order statistics (no interpolation), so +inf replicates
+    (a ratio x/0) give an infinite bound instead of being dropped or turning into NaN.
+    """
     import warnings
 
     a = (1 - level) / 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN interval
-        return np.nanquantile(samples, a, axis=0), np.nanquantile(samples, 1 - a, axis=0)
+        return (np.nanquantile(samples, a, axis=0, method=method),
+                np.nanquantile(samples, 1 - a, axis=0, method=method))
 
 
 def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
@@ -287,8 +441,10 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
 
     Columns: method, n_rankings, average_rank (as given) with ci_low/ci_high, average_midrank
     with CI, chosen_best (count, ties count for every tied method), chosen_best_share with CI,
-    best_ratio_vs_top (the top method's chosen-best count divided by this method's) with CI,
-    and the rank distribution count_rank_1..count_rank_k (given ranks).
+    best_ratio_vs_top (the chosen-best count of the method chosen best most often, ties broken by
+    average rank, divided by this method's; +inf when this method was never chosen best) with a
+    crossed-bootstrap CI (+inf bounds kept), and the rank distribution count_rank_1..count_rank_k
+    (given ranks). ``attrs["best_ratio_reference"]`` names the reference method.
     """
     rng = np.random.default_rng(seed)
     w = crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng)
@@ -301,15 +457,19 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
     boot_share = boot_best_count / tot
     avg_given = rm.given.mean(axis=0)
     order = np.argsort(avg_given, kind="stable")
-    top = order[0]
+    counts = best.sum(axis=0)
+    # Reference of the ratio: the method chosen best most often (ties: the better average rank),
+    # so every ratio reads "reference was ranked best R x as often as this method", R >= 1.
+    top = order[int(np.argmax(counts[order]))]
+    num = boot_best_count[:, [top]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        boot_ratio = boot_best_count[:, [top]] / boot_best_count
-        boot_ratio[~np.isfinite(boot_ratio)] = np.nan
+        # x / 0 = +inf (a resample where this method is never best); only 0 / 0 is undefined.
+        boot_ratio = np.where(boot_best_count > 0, num / np.where(boot_best_count > 0, boot_best_count, 1.0),
+                              np.where(num > 0, np.inf, np.nan))
     lo_g, hi_g = _ci(boot_given, level)
     lo_m, hi_m = _ci(boot_mid, level)
     lo_s, hi_s = _ci(boot_share, level)
-    lo_r, hi_r = _ci(boot_ratio, level)
-    counts = best.sum(axis=0)
+    lo_r, hi_r = _ci(boot_ratio, level, method="inverted_cdf")  # order statistics: +inf passes through
     rows = []
     for j in order:
         row = {
@@ -326,6 +486,7 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
         rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs["n_boot_used"] = int(w.shape[0])
+    out.attrs["best_ratio_reference"] = rm.methods[top]
     return out
 
 
@@ -352,6 +513,9 @@ class RankingAnalysis:
     mcnemar: pd.DataFrame
     scale: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    crossed: dict = field(default_factory=dict)  # crossed_robust_test on all methods (headline rule)
+    crossed_pairs: pd.DataFrame | None = None  # crossed_robust_pairs (headline pair tests)
+    wilcoxon_video: pd.DataFrame | None = None  # Wilcoxon on per-video means (participants fixed)
 
 
 def analyze_rankings(rm: RankingMatrix, n_boot: int = 2000, n_perm: int = 9999, n_boot_model: int = 200,
@@ -374,7 +538,15 @@ def analyze_rankings(rm: RankingMatrix, n_boot: int = 2000, n_perm: int = 9999, 
     else:
         conover = pd.DataFrame(np.nan, index=rm.methods, columns=rm.methods)
         wil = pd.DataFrame(columns=["method_1", "method_2", "mean_rank_difference", "W", "p", "p_holm"])
+    wil_v = posthoc_wilcoxon(by_v, method=wilcoxon_method) if len(by_v) >= 3 else None
+    crossed = {key: (float(v) if np.ndim(v) == 0 else v)
+               for key, v in crossed_robust_test(rm.mid, rm.participant, rm.video).items()}
+    if not np.isfinite(crossed["pvalue"]):
+        notes.append(f"The crossed-robust test of all {rm.k} methods needs more than {rm.k - 1} participants and more "
+                     f"than {rm.k - 1} videos ({len(rm.participants)} and {len(rm.videos)} here); it is not reported.")
+    pairs = crossed_robust_pairs(rm)
     cq, mcn = chosen_best_tests(rm)
     table = summary(rm, n_boot=n_boot, seed=seed)
     scale = davidson_scale_with_ci(rm, n_boot=n_boot_model, seed=seed)
-    return RankingAnalysis(rm, table, fr_p, fr_v, fr_r, perm, conover, wil, cq, mcn, scale, notes)
+    return RankingAnalysis(rm, table, fr_p, fr_v, fr_r, perm, conover, wil, cq, mcn, scale, notes,
+                           crossed=crossed, crossed_pairs=pairs, wilcoxon_video=wil_v)

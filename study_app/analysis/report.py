@@ -39,7 +39,7 @@ def _fmt(v) -> str:
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         if not np.isfinite(v):
-            return "" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+            return "" if np.isnan(v) else ("∞" if v > 0 else "-∞")
         if v != 0 and abs(v) < 1e-3:
             return f"{v:.2e}"
         return f"{v:.3f}"
@@ -231,19 +231,77 @@ def plot_scale(scale: pd.DataFrame, title: str) -> bytes:
 
 # ----------------------------------------------------------------------------- sections
 
-def _ranking_summary_lines(t: pd.DataFrame, n: int) -> list[str]:
+def _fmt_ratio(v: float) -> str:
+    return "∞" if np.isposinf(v) else f"{v:.1f}"
+
+
+def best_ratio_lines(t: pd.DataFrame, n: int, prefix: str = "", counts_sep: str = " vs ") -> list[str]:
+    """"X was ranked best R x as often as Y" lines; X = the method chosen best most often.
+
+    ``t``: a Table-2 frame (method, chosen_best, best_ratio_vs_top, optional best_ratio_ci_*)
+    in average-rank order; the reference is the first row with the largest chosen_best count,
+    the same rule as :func:`study_app.analysis.rankings.summary`, so every ratio is >= 1.
+    """
     lines = []
-    top = t.iloc[0]
-    for j in range(1, len(t)):
+    if t.empty:
+        return lines
+    ref_pos = int(np.argmax(t["chosen_best"].to_numpy()))
+    ref = t.iloc[ref_pos]
+    for j in range(len(t)):
+        if j == ref_pos:
+            continue
         r = t.iloc[j]
         if r["chosen_best"] > 0:
             ci = ""
-            if np.isfinite(r["best_ratio_ci_low"]):
-                ci = f" (95% CI {r['best_ratio_ci_low']:.1f}-{r['best_ratio_ci_high']:.1f}x)"
-            lines.append(f"**{top['method']}** was ranked best {r['best_ratio_vs_top']:.2f}x as often as "
-                         f"{r['method']} ({int(top['chosen_best'])} vs {int(r['chosen_best'])} of {n} rankings){ci}.")
+            if "best_ratio_ci_low" in t and np.isfinite(r["best_ratio_ci_low"]):
+                ci = f" (95% CI {_fmt_ratio(r['best_ratio_ci_low'])}-{_fmt_ratio(r['best_ratio_ci_high'])}x)"
+            lines.append(f"{prefix}**{ref['method']}** was ranked best {r['best_ratio_vs_top']:.2f}x as often as "
+                         f"{r['method']} ({int(ref['chosen_best'])}{counts_sep}{int(r['chosen_best'])} of {n} rankings){ci}.")
         else:
-            lines.append(f"{r['method']} was never ranked best ({top['method']}: {int(top['chosen_best'])} of {n}).")
+            lines.append(f"{prefix}{r['method']} was never ranked best ({ref['method']}: {int(ref['chosen_best'])} of {n}).")
+    return lines
+
+
+def _ranking_summary_lines(t: pd.DataFrame, n: int) -> list[str]:
+    return best_ratio_lines(t, n)
+
+
+def _decision_lines(ra, alpha: float) -> list[str]:
+    """Plain-language conclusions at ``alpha`` from the crossed-robust tests (the decision rule)."""
+    t, cr = ra.table, ra.crossed
+    lines = []
+    p = cr.get("pvalue", np.nan)
+    if np.isfinite(p):
+        verdict = ("The methods' ranks differ" if p < alpha else
+                   "No difference between the methods' ranks was shown")
+        lines.append(f"{verdict} at alpha = {alpha:g}: crossed-robust test (participants and videos both random) "
+                     f"p = {fmt_p(p)}.")
+    else:
+        lines.append(f"Whether the methods' ranks differ cannot be tested with participants and videos both random: "
+                     f"that needs more than {ra.rm.k - 1} participants and more than {ra.rm.k - 1} videos "
+                     f"({len(ra.rm.participants)} and {len(ra.rm.videos)} here).")
+    lines.append(f"Tests that ignore a random factor (can reject without a real difference): Friedman on per-participant "
+                 f"means p = {fmt_p(ra.friedman_participant['pvalue'])} (videos treated as fixed; Kendall's W = "
+                 f"{ra.friedman_participant['kendall_w']:.2f}), on per-video means p = {fmt_p(ra.friedman_video['pvalue'])} "
+                 f"(participants treated as fixed); within-ranking permutation p = {fmt_p(ra.permutation['pvalue'])} "
+                 "(tests the sharp null that the methods are exchangeable in every ranking; not cluster-robust).")
+    pairs = ra.crossed_pairs
+    if pairs is not None and len(t) > 1 and len(pairs):
+        a, b = t["method"].iloc[0], t["method"].iloc[1]
+        row = pairs[((pairs.method_1 == a) & (pairs.method_2 == b)) | ((pairs.method_1 == b) & (pairs.method_2 == a))]
+        if len(row):
+            ph = row["p_holm"].iloc[0]
+            if np.isfinite(ph):
+                verdict = (f"{a} is ranked better than {b}" if ph < alpha else
+                           f"{a} and {b} are not distinguishable")
+                extra = ""
+                w = ra.wilcoxon
+                wrow = w[((w.method_1 == a) & (w.method_2 == b)) | ((w.method_1 == b) & (w.method_2 == a))] if len(w) else w
+                if len(wrow):
+                    extra = (f"; paired Wilcoxon-Holm on per-participant means p = {fmt_p(wrow['p_holm'].iloc[0])} "
+                             "(videos treated as fixed)")
+                lines.append(f"{verdict} at alpha = {alpha:g}: crossed-robust test of the pair, Holm-adjusted over all "
+                             f"pairs, p = {fmt_p(ph)}{extra}.")
     return lines
 
 
@@ -265,34 +323,57 @@ def _rankings_section(doc: Doc, ra, plots_ok: bool, files: dict):
               "Chosen-best share per method with crossed-bootstrap 95% CI")
     doc.h(3, "Do the methods differ?")
     fp, fv, fr = ra.friedman_participant, ra.friedman_video, ra.friedman_rankings
+    cr = ra.crossed
     tests = pd.DataFrame([
-        {"test": "Friedman, blocks = participants (mean mid-rank)", "statistic": fp["statistic"], "df": fp["df"],
-         "n_blocks": fp["n_blocks"], "p": fmt_p(fp["pvalue"]), "Kendall_W": fp["kendall_w"]},
-        {"test": "Friedman, blocks = videos (mean mid-rank)", "statistic": fv["statistic"], "df": fv["df"],
-         "n_blocks": fv["n_blocks"], "p": fmt_p(fv["pvalue"]), "Kendall_W": fv["kendall_w"]},
-        {"test": "Within-ranking permutation test (all rankings)", "statistic": ra.permutation["statistic"], "df": np.nan,
-         "n_blocks": rm.n, "p": fmt_p(ra.permutation["pvalue"]), "Kendall_W": fr["kendall_w"]},
+        {"test": "Crossed-robust Wald test, participants and videos random (decision rule)",
+         "statistic": cr.get("statistic", np.nan), "df": cr.get("df1", np.nan),
+         "n_blocks": min(len(rm.participants), len(rm.videos)), "p": fmt_p(cr.get("pvalue", np.nan)), "Kendall_W": np.nan},
+        {"test": "Friedman, blocks = participants (mean mid-rank; videos treated as fixed)", "statistic": fp["statistic"],
+         "df": fp["df"], "n_blocks": fp["n_blocks"], "p": fmt_p(fp["pvalue"]), "Kendall_W": fp["kendall_w"]},
+        {"test": "Friedman, blocks = videos (mean mid-rank; participants treated as fixed)", "statistic": fv["statistic"],
+         "df": fv["df"], "n_blocks": fv["n_blocks"], "p": fmt_p(fv["pvalue"]), "Kendall_W": fv["kendall_w"]},
+        {"test": "Within-ranking permutation test (sharp null, not cluster-robust)", "statistic": ra.permutation["statistic"],
+         "df": np.nan, "n_blocks": rm.n, "p": fmt_p(ra.permutation["pvalue"]), "Kendall_W": fr["kendall_w"]},
         {"test": "Cochran's Q on 'chosen best' (rankings as blocks)", "statistic": ra.cochran["statistic"],
          "df": ra.cochran["df"], "n_blocks": rm.n, "p": fmt_p(ra.cochran["pvalue"]), "Kendall_W": np.nan},
     ])
-    doc.table(tests, f"Omnibus tests. Permutation test: {ra.permutation['n_resamples']} resamples; Kendall's W of the "
-                     "permutation row is computed on all rankings (descriptive).")
+    doc.table(tests, "Omnibus tests. Decision rule: the crossed-robust test (two-way cluster-robust Wald test of the mean "
+                     "mid-rank contrasts, F reference with min(participants, videos) clusters, p = the largest of the "
+                     "two-way and the two one-way clustered tests; n_blocks = that cluster count). The Friedman tests "
+                     "treat the other factor as fixed and are anti-conservative when it has per-method effects; the "
+                     f"permutation test ({ra.permutation['n_resamples']} resamples) tests the sharp null that methods are "
+                     "exchangeable in every ranking. Kendall's W of the permutation row is computed on all rankings "
+                     "(descriptive).")
     files["rankings_tests"] = tests
     doc.h(3, "Which pairs differ?")
+    if ra.crossed_pairs is not None and len(ra.crossed_pairs):
+        show_pairs = ra.crossed_pairs.copy()
+        for col in ("p_two_way", "p_participant", "p_video", "p", "p_holm"):
+            show_pairs[col] = show_pairs[col].map(fmt_p)
+        doc.table(show_pairs, "Crossed-robust test per pair (decision rule; participants and videos random): p = the "
+                              "largest of the two-way and one-way clustered p-values, Holm-adjusted over pairs "
+                              "(negative difference: method_1 ranked better).")
+        files["rankings_crossed_pairs"] = ra.crossed_pairs
     con = ra.conover.copy()
     con.insert(0, "method", con.index)
-    doc.table(con, "Conover-Friedman post hoc on per-participant mean ranks, Holm-adjusted p-values.")
+    doc.table(con, "Conover-Friedman post hoc on per-participant mean ranks (videos treated as fixed), Holm-adjusted "
+                   "p-values.")
     files["rankings_conover"] = con
     if len(ra.wilcoxon):
-        doc.table(ra.wilcoxon, "Paired Wilcoxon signed-rank (zero_method='pratt') on per-participant mean mid-ranks, "
-                               "Holm-adjusted (negative difference: method_1 ranked better).")
+        doc.table(ra.wilcoxon, "Paired Wilcoxon signed-rank (zero_method='pratt') on per-participant mean mid-ranks "
+                               "(videos treated as fixed), Holm-adjusted (negative difference: method_1 ranked better).")
     files["rankings_wilcoxon"] = ra.wilcoxon
+    if ra.wilcoxon_video is not None and len(ra.wilcoxon_video):
+        doc.table(ra.wilcoxon_video, "Paired Wilcoxon signed-rank on per-video mean mid-ranks (participants treated as "
+                                     "fixed), Holm-adjusted.")
+        files["rankings_wilcoxon_video"] = ra.wilcoxon_video
     doc.table(ra.mcnemar, "Exact McNemar per pair on 'chosen best', Holm-adjusted.")
     files["rankings_mcnemar"] = ra.mcnemar
     if plots_ok:
         png = plot_cd(dict(zip(t["method"], t["average_midrank"])), ra.conover)
         if png:
-            doc.image("cd_diagram", png, "Critical-difference diagram (Conover-Friedman, Holm, alpha 0.05)")
+            doc.image("cd_diagram", png, "Critical-difference diagram (Conover-Friedman on per-participant means, videos "
+                                         "treated as fixed; Holm, alpha 0.05)")
     doc.h(3, "Scale (Davidson model with ties)")
     doc.table(ra.scale, "Rankings expanded to pairwise outcomes (ties kept as ties); log-strength theta, centred; "
                         "exp(theta_i - theta_j) = odds that i beats j; nu = tie propensity; 95% crossed-bootstrap CI.")
@@ -373,13 +454,7 @@ def _aggregate_summary_lines(agg: dict) -> list[str]:
     lines = []
     if agg["rankings"] is not None:
         t = agg["rankings"]
-        n = int(t["n_rankings"].iloc[0])
-        top = t.iloc[0]
-        for j in range(1, len(t)):
-            r = t.iloc[j]
-            if r["chosen_best"] > 0:
-                lines.append(f"[{agg['name']}] **{top['method']}** was ranked best {r['best_ratio_vs_top']:.2f}x as often as "
-                             f"{r['method']} ({int(top['chosen_best'])}/{int(r['chosen_best'])} of {n} rankings).")
+        lines += best_ratio_lines(t, int(t["n_rankings"].iloc[0]), prefix=f"[{agg['name']}] ", counts_sep="/")
     if agg["pairwise"] is not None:
         lines += [f"[{agg['name']}] " + s for s in _pairwise_summary_lines(agg["pairwise"])]
     return lines
@@ -400,17 +475,7 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
                            f"(95% CI {t['average_rank_ci_low'].iloc[0]:.2f}-{t['average_rank_ci_high'].iloc[0]:.2f}) vs "
                            f"{t['method'].iloc[1]} {t['average_rank'].iloc[1]:.2f} "
                            f"({t['average_rank_ci_low'].iloc[1]:.2f}-{t['average_rank_ci_high'].iloc[1]:.2f}).")
-        summary.append(f"The methods' ranks differ: Friedman on per-participant means p = "
-                       f"{fmt_p(ra.friedman_participant['pvalue'])} (Kendall's W = {ra.friedman_participant['kendall_w']:.2f}), "
-                       f"on per-video means p = {fmt_p(ra.friedman_video['pvalue'])}, within-ranking permutation "
-                       f"p = {fmt_p(ra.permutation['pvalue'])}.")
-        if len(ra.wilcoxon) and len(t) > 1:
-            a, b = t["method"].iloc[0], t["method"].iloc[1]
-            w = ra.wilcoxon
-            row = w[((w.method_1 == a) & (w.method_2 == b)) | ((w.method_1 == b) & (w.method_2 == a))]
-            if len(row):
-                summary.append(f"{a} vs {b}: Conover-Holm p = {fmt_p(ra.conover.loc[a, b])}, paired Wilcoxon-Holm "
-                               f"p = {fmt_p(row['p_holm'].iloc[0])} (per-participant means).")
+        summary += _decision_lines(ra, result.options.alpha)
     if result.pairwise is not None:
         summary += _pairwise_summary_lines(result.pairwise.counts)
     for agg in result.aggregates:
@@ -420,8 +485,9 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
                    else "No participant or trial was excluded.")
     doc.h(2, "Summary")
     doc.bullets(summary)
-    doc.p("Reproduce every number: `stereobench analyze " + " ".join(result.provenance.get("sources", []))
-          + f" --seed {result.options.seed} --n-boot {result.options.n_boot} --out DIR`.")
+    from study_app.analysis.cli import reproduce_command
+
+    doc.p("Reproduce every number: `" + reproduce_command(result.provenance.get("sources", []), result.options) + "`.")
 
     doc.h(2, "Quality control and exclusions")
     doc.p("Exclusion rule: " + result.options.rule.describe() + ". Training trials are never analysed.")
@@ -445,10 +511,16 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
 
     doc.h(2, "Methods")
     doc.bullets([
-        "Ranks are converted to mid-ranks (ties share the mean position) for every test; the average rank 'as given' "
-        "matches the paper's Table 2 convention.",
-        "Rankings are clustered by participant and video, so Friedman/Conover/Wilcoxon run on per-participant (and "
-        "per-video) mean mid-ranks; the permutation test permutes labels within each ranking.",
+        "Ranks are converted to mid-ranks (ties share the mean position) for every test; the average rank is that of "
+        "the ranks as given (competition or dense, re-ranked only when methods are removed from the analysis).",
+        "Rankings are clustered by participant and by video, and each video (and participant) can have its own effect "
+        "on each method. The decision rule is the crossed-robust test, which treats both as random: a two-way "
+        "cluster-robust (Cameron-Gelbach-Miller) Wald test of the mean mid-rank contrasts with an F reference on "
+        "min(participants, videos) clusters, p = the largest of the two-way and the two one-way clustered tests. "
+        "Friedman/Conover/Wilcoxon on per-participant means treat videos as fixed (and on per-video means, "
+        "participants as fixed): they are anti-conservative when the other factor matters. The within-ranking "
+        "permutation test tests the sharp null that the methods are exchangeable in every ranking; it is not "
+        "cluster-robust.",
         "Confidence intervals: crossed bootstrap, participants and videos resampled independently (a ranking's weight is "
         "the product of its participant's and its video's draw counts), percentile intervals.",
         "Pairwise: exact sign test with ties excluded (scipy.stats.binomtest), ties-split sensitivity, first-position "

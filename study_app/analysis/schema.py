@@ -227,9 +227,11 @@ def validate_rankings(df: pd.DataFrame, source: str = "rankings", on_invalid: st
     """Coerce and check a rankings table. Returns (clean table, exclusion log).
 
     Checks: required columns present and filled; trial_kind allowed; rank a whole number in
-    1..(number of methods in the trial); no method twice in one trial; one video and one trial
-    kind per (participant, trial); at least two methods per trial; repeat_of names an existing
-    trial of the same participant. A problem in a row invalidates its whole trial.
+    1..(number of methods the study shows in a trial of that kind: the distinct methods of all
+    trials of the kind, so a trial missing a method's row is left to ``--incomplete``); each
+    trial's ranks a competition (1, 1, 3, 4) or dense (1, 1, 2, 3) ranking (minimum 1); no method
+    twice in one trial; one video and one trial kind per (participant, trial); at least two
+    methods per trial. A problem in a row invalidates its whole trial.
     """
     problems: list[Problem] = []
     table = _coerce(df.reset_index(drop=True), RANKING_COLUMNS, problems)
@@ -245,12 +247,35 @@ def validate_rankings(df: pd.DataFrame, source: str = "rankings", on_invalid: st
     # Trial-level rules on rows whose keys are present.
     keyed = table.dropna(subset=["participant", "trial"])
     n_methods = keyed.groupby(["participant", "trial"])["method"].transform("size")
+    # The rank range is the number of methods the study shows in a trial of that kind (the
+    # distinct methods over all trials of the kind), not the rows present: a trial whose row
+    # for one method is missing still ranked among all of them (--incomplete handles it).
+    kind_key = keyed["trial_kind"].fillna("")
+    n_shown = keyed.groupby(kind_key)["method"].transform("nunique").clip(lower=n_methods)
     rank = keyed["rank"]
-    out_of_range = rank.notna() & ((rank < 1) | (rank > n_methods))
-    for i in keyed.index[out_of_range.to_numpy(dtype=bool)][:20]:
-        problems.append(Problem(i + 1, "rank", f"rank {int(table.at[i, 'rank'])} out of range 1..{int(n_methods[i])} "
-                                f"(the trial has {int(n_methods[i])} methods)", table.at[i, "participant"], int(table.at[i, "trial"])))
-    bad_row.loc[keyed.index[out_of_range.to_numpy(dtype=bool)]] = True
+    out_of_range = (rank.notna() & ((rank < 1) | (rank > n_shown))).to_numpy(dtype=bool)
+    for i in keyed.index[out_of_range][:20]:
+        problems.append(Problem(i + 1, "rank", f"rank {int(table.at[i, 'rank'])} out of range 1..{int(n_shown[i])} "
+                                f"(the study shows {int(n_shown[i])} methods per {table.at[i, 'trial_kind']} trial)",
+                                table.at[i, "participant"], int(table.at[i, "trial"])))
+    bad_row.loc[keyed.index[out_of_range]] = True
+    # Each ranking must follow the competition (1, 1, 3, 4) or the dense (1, 1, 2, 3) convention.
+    checkable = keyed[~out_of_range & rank.notna().to_numpy(dtype=bool)]
+    complete = checkable.groupby(["participant", "trial"])["rank"].transform("size") == \
+        keyed.groupby(["participant", "trial"])["rank"].transform("size").loc[checkable.index]
+    n_bad_conv = 0
+    for (part, trial), g in checkable[complete.to_numpy(dtype=bool)].groupby(["participant", "trial"], sort=False):
+        ranks = g["rank"].to_numpy(dtype=np.int64)
+        if _ranking_consistent(ranks, int(n_shown[g.index[0]])):
+            continue
+        n_bad_conv += 1
+        if n_bad_conv <= 20:
+            shown = ", ".join(str(r) for r in ranks)
+            problems.append(Problem(int(g.index[0]) + 1, "rank",
+                                    f"ranks ({shown}) are neither competition ranks (1, 1, 3, ...) nor dense ranks (1, 1, 2, ...) "
+                                    f"of the {int(n_shown[g.index[0]])} methods shown: the best gets rank 1 and tied methods "
+                                    "share a rank", str(part), int(trial)))
+        bad_row.loc[g.index] = True
     dup = keyed.duplicated(subset=list(_KEY_RANKING), keep=False)
     for i in keyed.index[dup.to_numpy()][:20]:
         problems.append(Problem(i + 1, "method", f"method {table.at[i, 'method']!r} appears twice in the same trial",
@@ -268,6 +293,27 @@ def validate_rankings(df: pd.DataFrame, source: str = "rankings", on_invalid: st
     bad_row.loc[keyed.index[single.to_numpy()]] = True
     table = table.drop(columns="_row")
     return _finish(table, bad_row, problems, source, on_invalid, "rankings")
+
+
+def _ranking_consistent(ranks: np.ndarray, n_shown: int) -> bool:
+    """Whether the ranks of one trial are a competition or dense ranking of ``n_shown`` methods.
+
+    With fewer rows than methods shown (a method's row is missing), the ranks must become such
+    a ranking once the missing methods are put back somewhere; with all rows present this is
+    exact: the minimum is 1, and either each tie group of size c at rank r is followed by rank
+    r + c (competition) or the distinct ranks are 1, 2, ..., D (dense).
+    """
+    values, counts = np.unique(ranks, return_counts=True)
+    missing = n_shown - len(ranks)
+    if values[0] < 1 or missing < 0:
+        return False
+    # Competition: filling in the missing methods needs (values[0] - 1) + sum of the gaps
+    # (values[i+1] - values[i] - counts[i]) + (n_shown - values[-1] - counts[-1] + 1) = missing
+    # methods in total, so it is possible exactly when no term is negative.
+    competition = bool(np.all(counts[:-1] <= np.diff(values)) and values[-1] + counts[-1] - 1 <= n_shown)
+    # Dense: every skipped value 1..max needs at least one missing method.
+    dense = int(values[-1]) - len(values) <= missing
+    return competition or dense
 
 
 def validate_pairwise(df: pd.DataFrame, source: str = "pairwise", on_invalid: str = "error") -> tuple[pd.DataFrame, pd.DataFrame]:
