@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from benchmark.errors import StereobenchError
-from study_app.analysis import schema
+from study_app.analysis import rankings, schema
 from study_app.analysis.pipeline import AnalysisOptions, analyze_responses
 from study_app.analysis.quality import ExclusionRule
 from study_app.analysis.report import build_document
@@ -173,3 +174,113 @@ def test_incompatible_schema_version(ranking_df, tmp_path):
     ranking_df.assign(schema_version="2.0").to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(StereobenchError, match="schema_version '2.0' is not compatible"):
         schema.load_responses([tmp_path / "r.csv"])
+
+
+# ----------------------------------------------------------------------------- reviewer findings 1, 4, 6, 7, 8
+
+def test_rankings_without_attention_trials_give_a_report(tmp_path, capsys):
+    from benchmark.cli import main
+
+    (tmp_path / "min.csv").write_text("participant,trial,trial_kind,video,method,rank\n"
+                                      "P1,1,main,v1,A,1\nP1,1,main,v1,B,2\nP2,1,main,v1,A,1\nP2,1,main,v1,B,2\n"
+                                      "P3,1,main,v1,A,2\nP3,1,main,v1,B,1\n")
+    assert main(["analyze", str(tmp_path / "min.csv"), "--out", str(tmp_path / "out"), "--n-boot", "50",
+                 "--n-perm", "99", "--n-boot-model", "10"]) == 0
+    qc = pd.read_csv(tmp_path / "out" / "tables" / "qc_rankings.csv")
+    assert list(qc["attention_scored"]) == [0, 0, 0] and list(qc["attention_failed"]) == [0, 0, 0]
+
+
+def test_method_missing_from_a_trial_reaches_the_incomplete_policy(ranking_df):
+    df = ranking_df.copy()
+    main = df[df["trial_kind"] == "main"]
+    # Drop the row of the method ranked BEST in two trials: the remaining ranks are 2 and 3.
+    best = main.loc[main.groupby(["participant", "trial"])["rank"].idxmin()].index[:2]
+    table, log = schema.validate_rankings(df.drop(index=best))
+    assert len(log) == 0
+    with pytest.raises(StereobenchError, match="in 18 of 20 trials"):
+        analyze_responses(schema.Responses(rankings=table), AnalysisOptions(**FAST))
+    res = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(incomplete="drop-trials", **FAST))
+    assert res.rankings.rm.n == 18
+    res = analyze_responses(schema.Responses(rankings=table), AnalysisOptions(incomplete="drop-methods", **FAST))
+    rm = res.rankings.rm
+    assert len(rm.methods) == 2 and rm.n == 20
+    # Remaining methods re-ranked among themselves: every ranking has a method at rank 1.
+    assert (rm.given.min(axis=1) == 1).all() and set(np.unique(rm.given)) <= {1.0, 2.0}
+
+
+def test_missing_participant_id_reports_only_that_row(ranking_df):
+    df = ranking_df.copy()
+    i = _rows(df, "P02", 3)[0]
+    df.loc[i, "participant"] = None
+    with pytest.raises(StereobenchError, match=r"1 problem\(s\).*column 'participant': value is missing"):
+        schema.validate_rankings(df)
+
+
+def test_dense_ranks_are_kept_as_given():
+    dense = pd.DataFrame({"participant": ["P1"] * 4 + ["P2"] * 4, "trial": 1, "trial_kind": "main",
+                          "video": ["v1"] * 4 + ["v2"] * 4, "method": list("ABCD") * 2,
+                          "rank": [1, 1, 2, 3, 1, 2, 3, 4]})
+    rm = rankings.ranking_matrix(schema.validate_rankings(dense)[0])
+    expected = dense.groupby("method")["rank"].mean()
+    np.testing.assert_allclose(rm.given.mean(axis=0), expected.loc[rm.methods].to_numpy())
+    np.testing.assert_allclose(rm.mid[0], [1.5, 1.5, 3, 4])
+    # Removing a method re-ranks in the trial's own convention: dense stays dense.
+    rm = rankings.ranking_matrix(schema.validate_rankings(dense)[0], methods=["A", "C", "D"])
+    np.testing.assert_array_equal(rm.given, [[1, 2, 3], [1, 2, 3]])
+    rm = rankings.ranking_matrix(schema.validate_rankings(dense)[0], methods=["B", "C", "D"])
+    np.testing.assert_array_equal(rm.given, [[1, 2, 3], [1, 2, 3]])
+
+
+@pytest.mark.parametrize("ranks", [[3, 3, 3], [2, 2, 3], [1, 3, 3], [1, 1, 1]])
+def test_impossible_rankings_are_rejected_naming_the_trial(ranks):
+    odd = pd.DataFrame({"participant": ["P1"] * 3 + ["P2"] * 3, "trial": [7] * 3 + [1] * 3, "trial_kind": "main",
+                        "video": "v1", "method": list("ABC") * 2, "rank": ranks + [1, 2, 3]})
+    if ranks == [1, 1, 1]:  # all tied is a valid competition and dense ranking
+        assert len(schema.validate_rankings(odd)[0]) == 6
+        return
+    with pytest.raises(StereobenchError, match=r"participant 'P1' trial 7: ranks .* are neither competition"):
+        schema.validate_rankings(odd)
+    table, log = schema.validate_rankings(odd, on_invalid="exclude")
+    assert list(log["participant"]) == ["P1"] and set(table["participant"]) == {"P2"}
+
+
+def test_methods_option_keeps_only_listed_pairs_one_row_each():
+    from benchmark.errors import StereobenchError as SE
+    from study_app.analysis.pairwise import analyze_pairwise
+
+    df = simulate_pairwise(["A", "B", "C"], [0.6, 0.0, -0.3], n_participants=3, n_videos=4, seed=2)
+    swap = (df["method_a"] == "A") & (df["method_b"] == "C") & (df.index % 2 == 0)
+    df.loc[swap, ["method_a", "method_b"]] = df.loc[swap, ["method_b", "method_a"]].to_numpy()
+    df.loc[swap, "answer"] = df.loc[swap, "answer"].map({"a": "b", "b": "a", "equal": "equal"})
+    table, _ = schema.validate_pairwise(df)
+    res = analyze_pairwise(table, methods=["C", "A"], n_boot=20, n_boot_model=5)
+    assert res.counts[["method_a", "method_b"]].values.tolist() == [["C", "A"]]
+    ac = table[table[["method_a", "method_b"]].apply(set, axis=1) == {"A", "C"}]
+    prefer_c = ((ac["method_a"] == "C") & (ac["answer"] == "a")) | ((ac["method_b"] == "C") & (ac["answer"] == "b"))
+    row = res.counts.iloc[0]
+    assert row["n"] == len(ac) and row["prefer_a"] == prefer_c.sum() and row["equal"] == (ac["answer"] == "equal").sum()
+    assert res.methods == ["C", "A"] and set(res.table["method_a"]) | set(res.table["method_b"]) == {"A", "C"}
+    with pytest.raises(SE, match="Did you mean 'B'"):
+        analyze_pairwise(table, methods=["A", "Bx"], n_boot=20)
+
+
+def test_reproduce_command_round_trips_every_option(tmp_path):
+    import argparse
+    import shlex
+
+    from study_app.analysis import cli
+
+    opts = AnalysisOptions(seed=7, n_boot=123, n_perm=456, n_boot_model=17, methods=("B", "A"), incomplete="drop-trials",
+                           on_invalid="exclude", wilcoxon_method="approx", alpha=0.01,
+                           rule=ExclusionRule(max_attention_fail_share=None, min_repeat_tau=0.2, min_repeat_agreement=0.7,
+                                              min_main_trials=3, exclude=("P 07", "P11")))
+    cmd = cli.reproduce_command([str(tmp_path / "my file.csv")], opts)
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["stereobench", "analyze"]
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(argv[2:])
+    assert args.responses == [str(tmp_path / "my file.csv")]
+    assert cli.options_from_args(args) == opts
+    assert cli.options_from_args(parser.parse_args(shlex.split(cli.reproduce_command(["x.csv"], AnalysisOptions()))[2:])) \
+        == AnalysisOptions()
