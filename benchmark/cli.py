@@ -95,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # Disk full, permission denied, a vanished file: the environment's problem, not a bug.
+        # Every writer in the suite is atomic, so what completed is kept.
+        if os.environ.get("STEREOBENCH_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}; free space or fix permissions and rerun the same command "
+              f"(completed results are kept)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; completed results are kept, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -59,3 +59,19 @@ def test_weights_listing_names_each_download_once(capsys):
     out = capsys.readouterr().out
     assert "m2svid_weights.pt/m2svid_weights.pt" not in out
     assert "https://storage.googleapis.com/gresearch/m2svid/m2svid_weights.pt" in out
+
+
+def test_os_errors_become_one_line(monkeypatch, capsys):
+    import errno
+
+    import benchmark.commands.leaderboard as leaderboard_command
+
+    def disk_full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/results/runs/x/rows.jsonl")
+
+    monkeypatch.setattr(leaderboard_command, "run", disk_full)
+    monkeypatch.delenv("STEREOBENCH_DEBUG", raising=False)
+    assert main(["leaderboard"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: No space left on device (/results/runs/x/rows.jsonl)")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
