@@ -86,6 +86,17 @@ def test_spec_and_options():
         ds.load_clip("pan-lft")
 
 
+def test_revision_covers_every_constructor_option():
+    """The stereo-input cache keys on the revision: any option that changes a clip (fps changes
+    its timestamps) must change the revision."""
+    base = MiddleburyMotorcycle(num_frames=4, fps=5.0, step=8)
+    for changed in (dict(fps=10.0), dict(num_frames=5), dict(step=4)):
+        other = MiddleburyMotorcycle(**{**dict(num_frames=4, fps=5.0, step=8), **changed})
+        assert other.spec.revision != base.spec.revision, changed
+    assert MiddleburyMotorcycle(num_frames=4, fps=5.0, step=8).spec.revision == base.spec.revision
+    assert get_dataset("middlebury-motorcycle", fps=10).load_clip("square").fps == 10.0
+
+
 def _native_warps_available() -> bool:
     import importlib.util
 

@@ -23,6 +23,7 @@ Licence: the Middlebury stereo datasets are free for research use; cite Scharste
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 
 import numpy as np
@@ -79,12 +80,16 @@ class MiddleburyMotorcycle:
             raise StereobenchError(f"middlebury-motorcycle needs num_frames >= 1, fps > 0, step >= 0; got "
                                    f"num_frames={self.num_frames}, fps={self.fps}, step={self.step}")
         checksum = load_pair()[3]
+        # Every constructor option changes the clips (fps changes their timestamps), so all of
+        # them go into the revision: the stereo-input cache keys on it.
+        options = dict(num_frames=self.num_frames, fps=self.fps, step=self.step)
+        options_hash = "o" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
         self.spec = DatasetSpec(
             name="middlebury-motorcycle",
             description=("Middlebury 2014 Motorcycle stereo pair (from scikit-image, 4x downsampled) as short "
                          "panning clips with real right views and ground-truth disparity."),
             licence="Middlebury stereo data: free for research use, cite Scharstein et al. GCPR 2014",
-            revision=f"sha256:{checksum[:16]}-clips{CLIP_VERSION}-f{self.num_frames}-s{self.step}",
+            revision=f"sha256:{checksum[:16]}-clips{CLIP_VERSION}-f{self.num_frames}-s{self.step}-{options_hash}",
             url="https://vision.middlebury.edu/stereo/data/scenes2014/",
             citation=("D. Scharstein, H. Hirschmueller, Y. Kitajima, G. Krathwohl, N. Nesic, X. Wang, P. Westling. "
                       "High-resolution stereo datasets with subpixel-accurate ground truth. GCPR 2014."),
