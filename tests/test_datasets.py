@@ -99,3 +99,34 @@ def test_folder_dataset_bad_input(tmp_path):
     np.save(tmp_path / "a_disparity.npy", np.zeros((3, 8, 8), np.float32))
     with pytest.raises(StereobenchError, match="a_disparity.npy has shape"):
         get_dataset("folder", root=str(tmp_path)).load_clip("a")
+
+
+def test_folder_revision_sees_overwritten_frames_and_same_second_rewrites(tmp_path):
+    """The stereo-input cache keys on the revision: overwriting a frame inside a PNG folder
+    (the folder's own stat stays the same) or rewriting a file with the same size within one
+    second must both change it."""
+    import os
+
+    _write_frames(tmp_path / "a_left", torch.zeros(2, 3, 8, 8))
+    np.save(tmp_path / "a_disparity.npy", np.zeros((2, 8, 8), np.float32))
+    frame = tmp_path / "a_left" / "frame_00001.png"
+    npy = tmp_path / "a_disparity.npy"
+    second = 1_700_000_000 * 10**9
+    for path in (frame, npy):
+        os.utime(path, ns=(second + 100, second + 100))
+    dir_stat = os.stat(tmp_path / "a_left")
+    before = get_dataset("folder", root=str(tmp_path)).spec.revision
+    assert get_dataset("folder", root=str(tmp_path)).spec.revision == before  # deterministic
+
+    # Same size, new content, same whole second: only st_mtime_ns differs.
+    data = frame.read_bytes()
+    with open(frame, "r+b") as handle:
+        handle.write(data)
+    os.utime(frame, ns=(second + 200, second + 200))
+    os.utime(tmp_path / "a_left", ns=(dir_stat.st_atime_ns, dir_stat.st_mtime_ns))
+    after_frame = get_dataset("folder", root=str(tmp_path)).spec.revision
+    assert after_frame != before
+
+    np.save(npy, np.ones((2, 8, 8), np.float32))
+    os.utime(npy, ns=(second + 300, second + 300))
+    assert get_dataset("folder", root=str(tmp_path)).spec.revision not in (before, after_frame)

@@ -77,8 +77,14 @@ class FolderDataset:
         digest = hashlib.sha256()
         for name, files in sorted(self._clips.items()):
             for role, path in sorted(files.items()):
-                stat = path.stat()
-                digest.update(f"{name}:{role}:{path.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+                digest.update(f"{name}:{role}:{path.name}".encode())
+                # A frame folder's own stat does not change when a frame inside is overwritten,
+                # so hash every file in it; nanosecond mtimes tell same-size rewrites within a
+                # second apart.
+                members = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+                for member in members:
+                    stat = member.stat()
+                    digest.update(f"|{member.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         self.name = str(requested_name) if requested_name else f"folder-{self.root.resolve().name}"
         self.spec = DatasetSpec(
             name=self.name,
