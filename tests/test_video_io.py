@@ -186,3 +186,23 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
             read_video(corrupt)
         except err as exc:
             assert "\n" not in str(exc)
+
+
+def test_16bit_png_frames_keep_their_values_and_precision(tmp_path):
+    """16-bit grayscale PNGs (PIL mode I;16) used to be clipped to white by convert("RGB")."""
+    from PIL import Image
+
+    folder = tmp_path / "i16"
+    folder.mkdir()
+    levels = [0, 1, 30000, 30001, 65535]
+    for k, level in enumerate(levels):
+        Image.fromarray(np.full((5, 7), level, np.uint16)).save(folder / f"f{k}.png")
+    with Image.open(folder / "f2.png") as img:
+        assert img.mode.startswith("I;16")  # the case under test
+    data = read_video(folder)
+    assert data.frames.shape == (5, 3, 5, 7) and data.frames.dtype == torch.float32
+    expected = torch.tensor(levels, dtype=torch.float32) / 65535
+    for c in range(3):
+        torch.testing.assert_close(data.frames[:, c, 2, 3], expected, atol=1e-7, rtol=0)
+    # Not quantised to 8 bits: 30000 and 30001 stay distinct.
+    assert data.frames[3, 0, 0, 0] > data.frames[2, 0, 0, 0]

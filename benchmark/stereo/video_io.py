@@ -14,6 +14,7 @@ VP9/WebM, MOV and MKV all work, plus folders of PNG/JPG frames.
   play. yuv420p needs even sizes: an odd height or width is padded by one row/column that
   replicates the last one (the padding is at the bottom/right, so pixel (y, x) keeps its place).
 - :func:`write_frames` / PNG folders are lossless at 8 bits (values are rounded to k/255).
+  Reading also takes 16-bit grayscale PNG/TIFF frames (scaled by 1/65535, full precision).
 - Masks: :func:`read_mask` thresholds the mean over RGB at 0.5 (white = hole);
   :func:`write_mask` writes a lossless PNG folder or a lossless (``crf 0``) H.264 MP4.
 
@@ -72,13 +73,37 @@ def _list_image_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
+def _image_to_array(img) -> np.ndarray:
+    """PIL image -> uint8 (H, W, 3) RGB, or float32 (H, W, 3) in [0, 1] for high-bit-depth
+    grayscale (modes I;16*, I, F), which ``convert("RGB")`` would clip to white.
+
+    16-bit (I;16*) is divided by 65535. Mode I (int32) is divided by 65535 when its values fit
+    in 16 bits (how 16-bit data usually arrives in mode I) and by 2**31 - 1 otherwise. Mode F is
+    taken as already in [0, 1] (clamped; NaN -> 0). Float frames keep their full precision.
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        raw = np.asarray(img)
+        if mode == "F":
+            gray = np.clip(np.nan_to_num(raw.astype(np.float32), nan=0.0), 0.0, 1.0)
+        else:
+            raw = raw.astype(np.float64)
+            if mode.startswith("I;16") or (raw.size and raw.min() >= 0 and raw.max() <= 65535):
+                scale = 65535.0
+            else:
+                scale = float(np.iinfo(np.int32).max)
+            gray = np.clip(raw / scale, 0.0, 1.0).astype(np.float32)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise StereobenchError(f"video {str(path)!r} does not exist; check the path")
 
 
 def _iter_source_frames(path: Path, start_time: float, folder_fps: float):
-    """Yield (uint8 HxWx3 RGB array, timestamp seconds) for every source frame at or after
+    """Yield (uint8 or float32 HxWx3 RGB array, timestamp seconds) for every source frame at or after
     ``start_time`` (minus one frame, kept for nearest-frame resampling), and the native fps as
     the first item."""
     if path.is_dir():
@@ -95,7 +120,7 @@ def _iter_source_frames(path: Path, start_time: float, folder_fps: float):
         for index in range(first, len(files)):
             try:
                 with Image.open(files[index]) as img:
-                    arr = np.asarray(img.convert("RGB"))
+                    arr = _image_to_array(img)
             except Exception as exc:  # PIL raises many types for broken files
                 raise StereobenchError(
                     f"cannot read frame {str(files[index])!r} ({exc}); replace or remove it") from exc
@@ -186,8 +211,14 @@ def _iter_output_frames(path: Path, fps: float | None, start_time: float, folder
 
 
 def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    stacked = torch.from_numpy(np.stack(frames))  # (T, H, W, 3) uint8
-    return stacked.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
+    """uint8 (H, W, 3) frames (k/255) and/or float32 (H, W, 3) frames in [0, 1] -> float32
+    (T, 3, H, W); float frames (high bit depth) are kept as they are, not quantised."""
+    if all(arr.dtype == np.uint8 for arr in frames):
+        stacked = torch.from_numpy(np.stack(frames))  # (T, H, W, 3) uint8
+        return stacked.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
+    floats = [arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+              for arr in frames]
+    return torch.from_numpy(np.stack(floats)).permute(0, 3, 1, 2).contiguous()
 
 
 def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: int | None = None,
