@@ -206,3 +206,60 @@ def test_16bit_png_frames_keep_their_values_and_precision(tmp_path):
         torch.testing.assert_close(data.frames[:, c, 2, 3], expected, atol=1e-7, rtol=0)
     # Not quantised to 8 bits: 30000 and 30001 stay distinct.
     assert data.frames[3, 0, 0, 0] > data.frames[2, 0, 0, 0]
+
+
+def _encode_levels(path, levels, rate=30, pts_ms=None, h=32, w=32):
+    """Encode grey frames (level per frame) losslessly with libx264 in-process; ``pts_ms`` gives
+    explicit presentation times in milliseconds (variable frame rate)."""
+    from fractions import Fraction
+
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "0"}
+        if pts_ms is not None:
+            stream.time_base = Fraction(1, 1000)
+        for k, level in enumerate(levels):
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), level, np.uint8), format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[k], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_start_time_on_mpeg_ts(tmp_path):
+    """Seeking in MPEG-TS decodes nothing (or lands far past the target); reading then decodes
+    from the start and skips the early frames. Reference: the full decode from the start."""
+    path = _encode_levels(tmp_path / "idx.ts", [(37 * k) % 256 for k in range(90)], rate=30, h=48, w=64)
+    full = read_video(path)
+    assert full.num_frames == 90 and len(set(full.frames[:, 0, 20, 20].tolist())) > 80
+    torch.testing.assert_close(full.timestamps, torch.arange(90, dtype=torch.float64) / 30, atol=1e-4, rtol=0)
+    data = read_video(path, start_time=1.0, max_frames=3)
+    assert torch.equal(data.frames, full.frames[30:33])
+    torch.testing.assert_close(data.timestamps, full.timestamps[30:33])
+    assert torch.equal(read_video(path, fps=10, start_time=1.5).frames, full.frames[45::3])
+
+
+def test_variable_frame_rate_keeps_the_nearest_frame_before_start_time(tmp_path):
+    pts_ms = [0, 30, 70, 100, 300, 330, 360, 700, 733, 766]
+    path = _encode_levels(tmp_path / "vfr.mkv", [8 * k for k in range(len(pts_ms))], pts_ms=pts_ms)
+    native = read_video(path)
+    assert _decoded_index(native.frames) == list(range(len(pts_ms)))
+    times = native.timestamps.numpy()
+    assert times[7] - times[6] > 0.3  # a long gap: a fixed cut-off in mean intervals drops frame 6
+    start, fps = 0.45, 10
+    data = read_video(path, fps=fps, start_time=start)
+    # Independent reference: argmin |t_source - target| per output time (target 0.45 s is
+    # nearest to the frame before the gap, several mean frame intervals before it).
+    targets = start + np.arange(data.num_frames) / fps
+    assert data.num_frames == 4
+    # Ties (target 0.75 s between frames at 0.733 and 0.767 s) go to the later frame.
+    expected = []
+    for t in targets:
+        distance = np.abs(times - t)
+        expected.append(int(np.flatnonzero(distance <= distance.min() + 1e-6).max()))
+    assert _decoded_index(data.frames) == expected and expected[0] == 6

@@ -7,7 +7,7 @@ VP9/WebM, MOV and MKV all work, plus folders of PNG/JPG frames.
 - :func:`read_video` decodes only what it needs (it stops after ``max_frames`` output frames)
   and can resample to a target frame rate by timestamp: output frame k is the source frame
   nearest to ``start_time + k / fps`` (the behaviour of FFmpeg's ``fps`` filter with its default
-  ``round=near``). Output frames whose target time lies past the last source frame (by more than
+  ``round=near``; an exact tie, within 1 microsecond, goes to the later frame as there). Output frames whose target time lies past the last source frame (by more than
   half a source frame interval) are not produced, so a resampled clip never invents frames.
 - :func:`iter_video` streams a long video in chunks of ``chunk_frames`` frames (bounded memory).
 - :func:`write_video` writes H.264 MP4 (yuv420p, ``+faststart``) that browsers and headsets
@@ -41,6 +41,9 @@ from benchmark.errors import StereobenchError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 30.0
+#: Two source frames whose distances to a resampling target differ by less than this (seconds)
+#: are a tie; ties go to the later frame (FFmpeg's fps filter does the same).
+TIE_TOLERANCE_S = 1e-6
 
 
 @dataclass
@@ -135,45 +138,88 @@ def _iter_source_frames(path: Path, start_time: float, folder_fps: float):
 
     import av
 
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise StereobenchError(
-            f"cannot open video {str(path)!r} ({type(exc).__name__}: {exc}); "
-            "check that it is a complete video file (re-encode it with ffmpeg if needed)") from exc
-    try:
-        if not container.streams.video:
+    def open_container():
+        try:
+            opened = av.open(str(path))
+        except Exception as exc:
+            raise StereobenchError(
+                f"cannot open video {str(path)!r} ({type(exc).__name__}: {exc}); "
+                "check that it is a complete video file (re-encode it with ffmpeg if needed)") from exc
+        if not opened.streams.video:
+            opened.close()
             raise StereobenchError(f"{str(path)!r} has no video stream; give a video file")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        opened.streams.video[0].thread_type = "AUTO"
+        return opened, opened.streams.video[0]
+
+    def timed_frames(container, stream, origin, seeked):
+        """Yield (av.VideoFrame, seconds since the stream start)."""
+        count = 0
+        for frame in container.decode(stream):
+            if frame.pts is not None:
+                if origin is None:
+                    # No stream start time: the first decoded frame is t = 0 unless we seeked.
+                    origin = frame.pts if not seeked else 0
+                t = (frame.pts - origin) * time_base
+            else:
+                t = count / native_fps
+            count += 1
+            yield frame, t
+
+    container, stream = open_container()
+    try:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         native_fps = float(rate) if rate else DEFAULT_FOLDER_FPS
         yield native_fps
         time_base = float(stream.time_base) if stream.time_base else 1.0 / native_fps
-        if start_time > 0:
-            # Seek to the key frame before start_time; frames before it are skipped below.
-            container.seek(int(start_time / time_base), stream=stream, backward=True, any_frame=False)
         origin = stream.start_time
-        count = 0
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is not None:
-                    if origin is None:
-                        # No stream start time: the first decoded frame is t = 0 unless we seeked.
-                        origin = frame.pts if start_time <= 0 else 0
-                    t = (frame.pts - origin) * time_base
+        frames = None
+        if start_time > 0:
+            # Seek to the key frame before start_time. Some containers (MPEG-TS) seek badly: the
+            # seek raises, nothing decodes after it, or it lands past start_time (so the frame
+            # before start_time, needed for nearest-frame resampling, is lost). Then decode from
+            # the start instead; frames before start_time are skipped below.
+            try:
+                container.seek(int((origin or 0) + start_time / time_base), stream=stream,
+                               backward=True, any_frame=False)
+                frames = timed_frames(container, stream, origin, seeked=True)
+                first = next(frames, None)
+                if first is None or first[1] > start_time + 1e-9:
+                    frames = None
                 else:
-                    t = count / native_fps
-                count += 1
-                if t < start_time - 1.5 / native_fps:
+                    frames = _chain_first(first, frames)
+            except av.error.FFmpegError:
+                frames = None
+            if frames is None:
+                container.close()
+                container, stream = open_container()
+        if frames is None:
+            frames = timed_frames(container, stream, origin, seeked=False)
+        # The last frame before start_time is always kept as a candidate (also on variable
+        # frame rate files, where a fixed cut-off in source intervals could drop the nearest
+        # frame); the nearest-frame rule downstream decides whether it is used.
+        pending = None
+        try:
+            for frame, t in frames:
+                if t < start_time:
+                    pending = (frame, t)
                     continue
+                if pending is not None:
+                    yield pending[0].to_ndarray(format="rgb24"), pending[1]
+                    pending = None
                 yield frame.to_ndarray(format="rgb24"), t
+            if pending is not None:
+                yield pending[0].to_ndarray(format="rgb24"), pending[1]
         except av.error.FFmpegError as exc:
             raise StereobenchError(
                 f"cannot decode video {str(path)!r} ({type(exc).__name__}: {exc}); "
                 "the file looks corrupt or truncated, re-encode it with ffmpeg") from exc
     finally:
         container.close()
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest
 
 
 def _iter_output_frames(path: Path, fps: float | None, start_time: float, folder_fps: float):
@@ -189,7 +235,9 @@ def _iter_output_frames(path: Path, fps: float | None, start_time: float, folder
     if fps <= 0:
         raise StereobenchError(f"fps must be positive, got {fps}")
     # Nearest-frame resampling: keep the previous source frame; when a source frame passes the
-    # target time, emit whichever of the two is nearer (ties go to the later frame).
+    # target time, emit whichever of the two is nearer. Ties (within TIE_TOLERANCE_S, so float
+    # rounding of timestamps cannot flip them) go to the later frame, as FFmpeg's fps filter
+    # (round=near) does: e.g. 30 -> 20 fps gives source frames 0, 2, 3, 5, 6, 8, ...
     k = 0
     prev = None
     for arr, t in source:
@@ -197,7 +245,7 @@ def _iter_output_frames(path: Path, fps: float | None, start_time: float, folder
             target = start_time + k / fps
             if t < target:
                 break
-            if prev is not None and (target - prev[1]) < (t - target):
+            if prev is not None and (target - prev[1]) < (t - target) - TIE_TOLERANCE_S:
                 yield prev[0], target
             else:
                 yield arr, target
