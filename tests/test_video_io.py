@@ -263,3 +263,17 @@ def test_variable_frame_rate_keeps_the_nearest_frame_before_start_time(tmp_path)
         distance = np.abs(times - t)
         expected.append(int(np.flatnonzero(distance <= distance.min() + 1e-6).max()))
     assert _decoded_index(data.frames) == expected and expected[0] == 6
+
+
+@pytest.mark.parametrize("size", [(7, 9), (8, 9), (7, 10)])
+def test_odd_sized_mask_mp4_round_trip_is_exact(tmp_path, size):
+    mask = torch.rand(5, 1, *size, generator=torch.Generator().manual_seed(3)) > 0.5
+    path = write_mask(tmp_path / "mask.mp4", mask, fps=10)
+    back = read_mask(path)
+    assert back.shape == mask.shape and torch.equal(back, mask)
+    assert read_video(path).frames.shape == (5, 3, *size)
+    # The stream itself stays even-sized (yuv420p); only reading crops.
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert (stream.height, stream.width) == (size[0] + size[0] % 2, size[1] + size[1] % 2)

@@ -16,7 +16,8 @@ VP9/WebM, MOV and MKV all work, plus folders of PNG/JPG frames.
 - :func:`write_frames` / PNG folders are lossless at 8 bits (values are rounded to k/255).
   Reading also takes 16-bit grayscale PNG/TIFF frames (scaled by 1/65535, full precision).
 - Masks: :func:`read_mask` thresholds the mean over RGB at 0.5 (white = hole);
-  :func:`write_mask` writes a lossless PNG folder or a lossless (``crf 0``) H.264 MP4.
+  :func:`write_mask` writes a lossless PNG folder or a lossless (``crf 0``) H.264 MP4 whose true
+  (possibly odd) size is kept in the ``comment`` metadata, so the round trip is exact.
 
 Every file is written atomically (a temporary name in the same directory, then ``os.replace``),
 so an interrupted write never leaves a truncated file under the final name.
@@ -44,6 +45,8 @@ DEFAULT_FOLDER_FPS = 30.0
 #: Two source frames whose distances to a resampling target differ by less than this (seconds)
 #: are a tie; ties go to the later frame (FFmpeg's fps filter does the same).
 TIE_TOLERANCE_S = 1e-6
+#: Container "comment" metadata holding a video's true size before even-size padding.
+_SIZE_TAG = re.compile(r"stereobench-size=(\d+)x(\d+)")
 
 
 @dataclass
@@ -172,6 +175,13 @@ def _iter_source_frames(path: Path, start_time: float, folder_fps: float):
         yield native_fps
         time_base = float(stream.time_base) if stream.time_base else 1.0 / native_fps
         origin = stream.start_time
+        # write_video(keep_size=True) records the true size of a video padded to even sizes.
+        match = _SIZE_TAG.fullmatch(str(container.metadata.get("comment", "")))
+        true_size = (int(match.group(1)), int(match.group(2))) if match else None
+
+        def to_array(frame):
+            arr = frame.to_ndarray(format="rgb24")
+            return arr[: true_size[0], : true_size[1]] if true_size else arr
         frames = None
         if start_time > 0:
             # Seek to the key frame before start_time. Some containers (MPEG-TS) seek badly: the
@@ -204,11 +214,11 @@ def _iter_source_frames(path: Path, start_time: float, folder_fps: float):
                     pending = (frame, t)
                     continue
                 if pending is not None:
-                    yield pending[0].to_ndarray(format="rgb24"), pending[1]
+                    yield to_array(pending[0]), pending[1]
                     pending = None
-                yield frame.to_ndarray(format="rgb24"), t
+                yield to_array(frame), t
             if pending is not None:
-                yield pending[0].to_ndarray(format="rgb24"), pending[1]
+                yield to_array(pending[0]), pending[1]
         except av.error.FFmpegError as exc:
             raise StereobenchError(
                 f"cannot decode video {str(path)!r} ({type(exc).__name__}: {exc}); "
@@ -366,11 +376,13 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
 
 
 def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float, crf: int = 18,
-                lossless: bool = False) -> Path:
+                lossless: bool = False, keep_size: bool = False) -> Path:
     """Write float32 (T, 3, H, W) in [0, 1] as H.264 MP4 (yuv420p, +faststart), atomically.
 
     Odd heights/widths are padded by one replicated row/column at the bottom/right (yuv420p needs
-    even sizes). ``crf`` 18 is visually lossless; ``lossless=True`` uses ``crf 0`` (exact luma,
+    even sizes). ``keep_size=True`` also records the true size in the container's ``comment``
+    metadata (``stereobench-size=HxW``) and :func:`read_video` then crops the padding away, so the
+    round trip keeps the shape (players still show the padded frame). ``crf`` 18 is visually lossless; ``lossless=True`` uses ``crf 0`` (exact luma,
     but a High 4:4:4 Predictive profile that some browsers refuse: use it for masks, not previews).
     Returns the path written.
     """
@@ -390,6 +402,8 @@ def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float, crf: i
     rate = Fraction(fps).limit_denominator(1001000)
     try:
         with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            if keep_size:
+                container.metadata["comment"] = f"stereobench-size={h}x{w}"
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
@@ -453,12 +467,14 @@ def read_mask(path: str | os.PathLike, **kwargs) -> torch.Tensor:
 
 def write_mask(path: str | os.PathLike, mask: torch.Tensor, fps: float = DEFAULT_FOLDER_FPS) -> Path:
     """Write a bool (T, 1, H, W) mask losslessly: a ``.mp4`` path gives lossless H.264 (crf 0),
-    any other path a folder of 8-bit grayscale PNGs (255 = hole)."""
+    any other path a folder of 8-bit grayscale PNGs (255 = hole). Odd sizes survive the video
+    round trip: the true size is recorded and :func:`read_mask` crops the even-size padding."""
     if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[1] != 1:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise StereobenchError(f"mask must be a tensor (T, 1, H, W), got {shape}")
     mask = mask.bool()
     path = Path(path)
     if path.suffix.lower() in (".mp4", ".mov", ".mkv"):
-        return write_video(path, mask.to(torch.float32).expand(-1, 3, -1, -1), fps=fps, lossless=True)
+        return write_video(path, mask.to(torch.float32).expand(-1, 3, -1, -1), fps=fps, lossless=True,
+                           keep_size=True)
     return write_frames(path, mask)
