@@ -81,6 +81,19 @@ def test_timestamps_drive_sampling():
     assert _frame_ids(out.left) == [0, 2, 3, 5, 6, 7, 8, 9]
 
 
+@pytest.mark.parametrize("t0", [0.0, 10.0, 1234.5])
+@pytest.mark.parametrize("src_fps,dst_fps", [(30.0, 20.0), (24.0, 16.0), (30000 / 1001, 20000 / 1001)])
+def test_exact_ties_go_to_the_later_frame_whatever_the_rounding(t0, src_fps, dst_fps):
+    """Resampling by 2/3: every odd target lies exactly between two source frames. FFmpeg's fps
+    filter (round=near) takes the later one, so output k is source frame ceil(1.5 k)."""
+    clip = _clip(t=30, h=8, w=8, fps=src_fps)
+    clip.timestamps = t0 + torch.arange(30, dtype=torch.float64) / src_fps
+    out = apply_protocol(clip, get_protocol("native", fps=dst_fps))
+    expected = [math.ceil(1.5 * k) for k in range(out.num_frames)]
+    assert list(out.metadata["source_frame_indices"]) == expected
+    assert _frame_ids(out.left) == expected
+
+
 def test_nan_aware_disparity_resize():
     disparity = torch.full((1, 1, 40, 80), 8.0)
     disparity[..., :, :40] = float("nan")

@@ -4,7 +4,8 @@ A :class:`ClipProtocol` turns a dataset :class:`~benchmark.datasets.base.Clip` (
 frame rate) into the clip the benchmark warps and scores, by :func:`apply_protocol`:
 
 1. **Time**: frame k is the source frame nearest in time to ``t0 + k / fps`` (``t0`` = the
-   clip's first timestamp; FFmpeg ``fps`` filter style). ``fps=None`` keeps every frame.
+   clip's first timestamp; FFmpeg ``fps`` filter style: an exact tie, within 1 microsecond,
+   goes to the later frame). ``fps=None`` keeps every frame.
    ``num_frames`` frames are taken from the start; a shorter clip is padded to ``num_frames``:
    ``pad="zero"`` (the paper's rule) appends black left/right frames whose disparity is NaN
    (no geometry: the shared warp marks such a frame entirely as hole, and
@@ -146,6 +147,10 @@ def _fmt(value) -> str:
     return str(value)
 
 
+#: Seconds within which two source frames are equally near a target; ties go to the later frame.
+TIE_TOLERANCE_S = 1e-6
+
+
 def _temporal_indices(timestamps: torch.Tensor, src_fps: float, protocol: ClipProtocol) -> tuple[torch.Tensor, int]:
     """Source frame index for each output frame, and how many output frames are padding."""
     n_src = timestamps.numel()
@@ -158,10 +163,12 @@ def _temporal_indices(timestamps: torch.Tensor, src_fps: float, protocol: ClipPr
         available = int(math.floor((last - t0) * protocol.fps + 1e-9)) + 1  # targets inside the clip
         count = available if protocol.num_frames is None else min(available, protocol.num_frames)
         targets = t0 + torch.arange(count, dtype=torch.float64) / protocol.fps
-        # Nearest source frame: compare the neighbours on both sides of each target.
+        # Nearest source frame: compare the neighbours on both sides of each target. Distances
+        # within TIE_TOLERANCE_S are a tie (float rounding must not decide it); ties go to the
+        # later frame, as FFmpeg's fps filter does (30 -> 20 fps: frames 0, 2, 3, 5, 6, 8, ...).
         right = torch.searchsorted(timestamps, targets).clamp_(max=n_src - 1)
         left = (right - 1).clamp_(min=0)
-        pick_left = (targets - timestamps[left]) < (timestamps[right] - targets)
+        pick_left = (targets - timestamps[left]) < (timestamps[right] - targets) - TIE_TOLERANCE_S
         indices = torch.where(pick_left, left, right)
     total = count if protocol.num_frames is None else protocol.num_frames
     return indices, total - count
