@@ -277,3 +277,13 @@ def test_odd_sized_mask_mp4_round_trip_is_exact(tmp_path, size):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert (stream.height, stream.width) == (size[0] + size[0] % 2, size[1] + size[1] % 2)
+
+
+def test_resampling_ties_go_to_the_later_frame(tmp_path):
+    """30 -> 20 fps: odd targets lie exactly between two source frames; FFmpeg's fps filter
+    (round=near) takes the later one, so output k is source frame ceil(1.5 k)."""
+    path = write_video(tmp_path / "idx.mp4", _index_video(30), fps=30)
+    data = read_video(path, fps=20)
+    assert _decoded_index(data.frames) == [math.ceil(1.5 * k) for k in range(data.num_frames)]
+    shifted = read_video(path, fps=20, start_time=0.1)  # targets 0.1 + k / 20 s
+    assert _decoded_index(shifted.frames) == [3 + math.ceil(1.5 * k) for k in range(shifted.num_frames)]
