@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
-import warnings
 from pathlib import Path
 
 import pytest

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 
 import numpy as np
 import torch
 
 from benchmark.datasets.base import Clip, DatasetSpec
 from benchmark.errors import StereobenchError, did_you_mean
+from benchmark.metrics.functional import psnr
 
 #: Bump when the clip construction changes (part of ``spec.revision``).
 CLIP_VERSION = "1"
@@ -140,9 +140,7 @@ WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
 
 def _psnr_over(warped: torch.Tensor, right: torch.Tensor, region: torch.Tensor) -> float:
     """PSNR (data range 1) of ``warped`` vs ``right`` (T, 3, H, W) over ``region`` (T, 1, H, W) pixels."""
-    squared = (warped - right).pow(2).mean(dim=1, keepdim=True)  # per-pixel MSE over RGB
-    mse = float(squared[region].double().mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    return psnr(warped, right, weight=region.to(warped.dtype))
 
 
 def warp_quality(clip_name: str = "pan-right", protocol: str = "paper", warps=WARP_NAMES) -> list[dict]:

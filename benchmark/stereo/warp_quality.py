@@ -8,12 +8,12 @@ Run: ``.venv/bin/python -m benchmark.stereo.warp_quality [num_clips] [size] [num
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
 
 from benchmark.datasets.base import Clip
+from benchmark.metrics.functional import psnr_from_mse
 
 WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
 
@@ -53,8 +53,7 @@ def compare_warps(clips: Iterable[Clip], warps: Iterable[str] = WARP_NAMES) -> l
         total_n += valid.numel()
 
     def psnr(total: float, count: int) -> float:
-        mse = total / max(count, 1)
-        return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+        return psnr_from_mse(total / max(count, 1))
 
     return [dict(warp=name, psnr_own=psnr(s["own"], s["own_n"]), psnr_common=psnr(s["common"], common_n),
                  hole_fraction=s["holes"] / max(total_n, 1), common_fraction=common_n / max(total_n, 1))

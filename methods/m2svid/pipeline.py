@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from benchmark.stereo.warp import dilate_mask
 from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -288,7 +289,7 @@ class M2SVidPipeline:
         # Official order: zero the warped view under the closed mask, *then* dilate the mask.
         warped = torch.where(hole_mask, 0.0, warped)
         if opts.dilate_mask:
-            hole_mask = F.max_pool2d(hole_mask.float(), 3, stride=1, padding=1) > 0.5
+            hole_mask = dilate_mask(hole_mask, 3)
         multiple = self.size_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         if pad_h or pad_w:

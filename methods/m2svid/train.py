@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_json
+from benchmark.stereo.warp import dilate_mask
 from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
 from methods.m2svid.pipeline import M2SVidPipeline, edm_v_scalings
 
@@ -206,7 +207,7 @@ class ScheduledClips(torch.utils.data.Dataset):
         region = (take, slice(None), slice(y0, y1), slice(x0, x1))
         closed = sample.mask[region].bool()
         warped = torch.where(closed, 0.0, sample.warped[region].float())
-        model_mask = F.max_pool2d(closed.float(), 3, stride=1, padding=1) > 0.5 if self.dilate_mask else closed
+        model_mask = dilate_mask(closed, 3) if self.dilate_mask else closed
         stack = torch.cat([sample.left[region].float(), sample.right[region].float(), warped, model_mask.float()], dim=1)
         stack = stack[:, :, top - y0:top - y0 + side, left_px - x0:left_px - x0 + side]
         if side != out_side:

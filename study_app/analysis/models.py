@@ -113,8 +113,6 @@ def scale_with_ci(win: np.ndarray, tie: np.ndarray, participant: np.ndarray, vid
     """
     from study_app.analysis.rankings import crossed_weights
 
-    fit = fit_davidson if model == "davidson" else fit_thurstone
-
     def one(wins, ties, start=None):
         if model == "davidson":
             return fit_davidson(wins, ties, start)
