@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from benchmark.datasets import BUNDLED, DATASETS, dataset_names, get_dataset, parse_options
-from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.datasets.base import DatasetSpec
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError
 
 

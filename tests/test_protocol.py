@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from benchmark.datasets.base import Clip
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError
 from benchmark.stereo.protocol import PROTOCOLS, ClipProtocol, apply_protocol, get_protocol, resize_disparity
 

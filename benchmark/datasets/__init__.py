@@ -30,7 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.datasets.base import DatasetSpec
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError
 from benchmark.registry import LazyRegistry
 

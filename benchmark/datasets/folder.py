@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.datasets.base import DatasetSpec
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError, did_you_mean
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")

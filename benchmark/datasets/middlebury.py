@@ -28,7 +28,8 @@ import json
 import numpy as np
 import torch
 
-from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.datasets.base import DatasetSpec
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError, did_you_mean
 from benchmark.metrics.functional import psnr
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmark.datasets.base import Clip, DatasetSpec
+from benchmark.datasets.base import DatasetSpec
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError
 
 #: Bump when rendering changes in any way that alters pixels; part of ``spec.revision``.

@@ -1,10 +1,11 @@
-"""The shared stereo stage: video I/O, clip protocols, depth -> disparity, forward warps,
-hole masks and the on-disk cache of :class:`StereoInput` objects.
+"""The shared stereo stage: clip protocols, depth -> disparity, forward warps, hole masks and the
+on-disk cache of :class:`StereoInput` objects.
 
 Public API (see docs/stereo.md):
 
-- video: :func:`read_video`, :func:`iter_video`, :func:`write_video`, :func:`write_frames`,
-  :func:`read_mask`, :func:`write_mask`, :class:`VideoData`
+- video (re-exported from :mod:`benchmark.video_io`): :func:`read_video`, :func:`iter_video`,
+  :func:`write_video`, :class:`VideoWriter`, :func:`write_frames`, :func:`read_mask`,
+  :func:`write_mask`, :class:`VideoData`
 - protocols: :class:`ClipProtocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`apply_protocol`
 - disparity: :func:`disparity_from_inverse_depth`, :func:`disparity_from_metric_depth`,
   :func:`disparity_from_disparity`
@@ -13,6 +14,8 @@ Public API (see docs/stereo.md):
 - cache: :func:`build_stereo_input`, :class:`StereoInputCache`
 
 Submodules are imported lazily (attribute access), so ``import benchmark.stereo`` stays cheap.
+This package never imports :mod:`benchmark.datasets` (a higher floor); the data contracts it
+shares with the datasets live in :mod:`benchmark.types`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import importlib
 
 from benchmark.registry import LazyRegistry
-from benchmark.stereo.input import StereoInput, params_hash
+from benchmark.types import StereoInput, params_hash
 
 #: name -> warp callable ``(left, disparity) -> (warped, hole_mask)``.
 WARPS = LazyRegistry("warp", {
@@ -36,9 +39,11 @@ def get_warp(name: str):
     return WARPS[name]
 
 
+#: name -> module (relative names are submodules of benchmark.stereo).
 _LAZY = {
-    "VideoData": "video_io", "read_video": "video_io", "iter_video": "video_io", "write_video": "video_io",
-    "write_frames": "video_io", "read_mask": "video_io", "write_mask": "video_io",
+    "VideoData": "benchmark.video_io", "read_video": "benchmark.video_io", "iter_video": "benchmark.video_io",
+    "write_video": "benchmark.video_io", "VideoWriter": "benchmark.video_io", "write_frames": "benchmark.video_io",
+    "read_mask": "benchmark.video_io", "write_mask": "benchmark.video_io",
     "ClipProtocol": "protocol", "PROTOCOLS": "protocol", "get_protocol": "protocol", "apply_protocol": "protocol",
     "disparity_from_inverse_depth": "disparity", "disparity_from_metric_depth": "disparity",
     "disparity_from_disparity": "disparity",
@@ -52,7 +57,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'benchmark.stereo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"benchmark.stereo.{module}"), name)
+    full = module if module.startswith("benchmark.") else f"benchmark.stereo.{module}"
+    value = getattr(importlib.import_module(full), name)
     globals()[name] = value
     return value
 

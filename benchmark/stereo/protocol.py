@@ -1,6 +1,6 @@
 """Named clip protocols: which frames, at what rate and size, every method is evaluated on.
 
-A :class:`ClipProtocol` turns a dataset :class:`~benchmark.datasets.base.Clip` (native size and
+A :class:`ClipProtocol` turns a dataset :class:`~benchmark.types.Clip` (native size and
 frame rate) into the clip the benchmark warps and scores, by :func:`apply_protocol`:
 
 1. **Time**: frame k is the source frame nearest in time to ``t0 + k / fps`` (``t0`` = the
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from benchmark.datasets.base import Clip
+from benchmark.types import Clip
 from benchmark.errors import StereobenchError, did_you_mean
 
 PAD_MODES = ("zero", "edge")

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import torch
 
-from benchmark.datasets.base import Clip
+from benchmark.types import Clip
 from benchmark.metrics.functional import psnr_from_mse
 
 WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
