@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+
 import pytest
 import torch
 
-from benchmark.datasets.base import Clip
 from benchmark.errors import StereobenchError
 from benchmark.stereo.cache import StereoInputCache, build_stereo_input
 from benchmark.stereo.protocol import apply_protocol, get_protocol
+from benchmark.stereo.recipe import InputRecipe
 from benchmark.stereo.warp import close_hole_mask, forward_warp
+from benchmark.types import Clip
 
 PROTOCOL = get_protocol("quick", num_frames=3, short_side=64, crop=(48, 64))
-IDENTITY = {"dataset": "synthetic", "clip": "c0", "revision": "1"}
+RECIPE = InputRecipe(dataset="synthetic", dataset_revision="1", clip="c0", protocol=PROTOCOL)
 
 
 def _clip(t=12, h=60, w=80, seed=0):
@@ -49,30 +52,30 @@ def test_build_applies_closing_and_zeroes_holes():
 def test_cache_miss_then_hit_returns_identical_tensors_and_gt(tmp_path):
     cache = StereoInputCache(tmp_path)
     loader = _Loader(_clip())
-    inp, gt = cache.get_or_build(loader, IDENTITY, PROTOCOL)
-    inp2, gt2 = cache.get_or_build(loader, IDENTITY, PROTOCOL)
-    assert loader.calls == 1
+    inp, gt = cache.get_or_build(RECIPE, loader)
+    inp2, gt2 = cache.get_or_build(RECIPE, loader)
+    assert loader.calls == 1 and (cache.builds, cache.hits) == (1, 1)
     for name in ("left", "warped", "mask", "disparity"):
         assert torch.equal(getattr(inp, name), getattr(inp2, name))
     assert gt.shape == inp.left.shape and torch.equal(gt, gt2)
     assert inp2.clip_id == "synthetic/c0" and inp2.fps == 5.0
     # Another warp, protocol or revision is another entry.
-    cache.get_or_build(loader, IDENTITY, PROTOCOL, warp="m2svid")
-    cache.get_or_build(loader, {**IDENTITY, "revision": "2"}, PROTOCOL)
-    cache.get_or_build(loader, IDENTITY, get_protocol(PROTOCOL, num_frames=2))
+    cache.get_or_build(replace(RECIPE, warp="m2svid"), loader)
+    cache.get_or_build(replace(RECIPE, dataset_revision="2"), loader)
+    cache.get_or_build(replace(RECIPE, protocol=get_protocol(PROTOCOL, num_frames=2)), loader)
     assert loader.calls == 4
     assert len(list(tmp_path.glob("*/*/meta.json"))) == 4
 
 
 def _entry(cache):
-    return cache.entry_dir(cache.key(IDENTITY, PROTOCOL))
+    return cache.entry_dir(RECIPE.key())
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_meta", "bad_meta", "no_tensors"])
 def test_corrupt_or_partial_entries_are_rebuilt(tmp_path, damage):
     cache = StereoInputCache(tmp_path)
     loader = _Loader(_clip())
-    first, _ = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    first, _ = cache.get_or_build(RECIPE, loader)
     entry = _entry(cache)
     tensors, meta = entry / "tensors.safetensors", entry / "meta.json"
     if damage == "truncate":
@@ -87,10 +90,10 @@ def test_corrupt_or_partial_entries_are_rebuilt(tmp_path, damage):
         meta.write_text("{not json")
     else:
         tensors.unlink()
-    again, _ = cache.get_or_build(loader, IDENTITY, PROTOCOL)
+    again, _ = cache.get_or_build(RECIPE, loader)
     assert loader.calls == 2
     assert torch.equal(again.warped, first.warped)
-    assert cache.load(cache.key(IDENTITY, PROTOCOL)) is not None
+    assert cache.load(RECIPE.key()) is not None
     assert not list(tmp_path.rglob(".*tmp*")) and not list(tmp_path.rglob(".*old*"))
 
 
@@ -99,14 +102,14 @@ def test_failed_build_leaves_no_entry(tmp_path):
     bad = _clip()
     bad.disparity = torch.full_like(bad.disparity, float("nan"))
     with pytest.raises(StereobenchError, match="no finite"):
-        cache.get_or_build(lambda: bad, IDENTITY, PROTOCOL)
+        cache.get_or_build(RECIPE, lambda: bad)
     assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("meta.json"))
 
     def exploding_loader():
         raise StereobenchError("dataset missing")
 
     with pytest.raises(StereobenchError, match="dataset missing"):
-        cache.get_or_build(exploding_loader, IDENTITY, PROTOCOL)
+        cache.get_or_build(RECIPE, exploding_loader)
     assert not list(tmp_path.rglob("meta.json"))
 
 
@@ -127,11 +130,11 @@ def test_bad_inputs_are_one_line_errors():
 _BUILDER = """
 import sys, time, torch
 sys.path.insert(0, {tests!r})
-from test_stereo_cache import IDENTITY, PROTOCOL, _clip
+from test_stereo_cache import RECIPE, _clip
 from benchmark.stereo.cache import StereoInputCache
 while time.time() < {start}:
     time.sleep(0.005)
-inp, _ = StereoInputCache({root!r}).get_or_build(_clip, IDENTITY, PROTOCOL)
+inp, _ = StereoInputCache({root!r}).get_or_build(RECIPE, _clip)
 print(float(inp.warped.sum()))
 """
 
@@ -154,7 +157,7 @@ def test_concurrent_builders_in_two_processes_share_one_valid_entry(tmp_path):
         outputs.append(float(out.strip().splitlines()[-1]))
     assert outputs[0] == outputs[1]
     cache = StereoInputCache(tmp_path)
-    assert cache.load(cache.key(IDENTITY, PROTOCOL)) is not None
+    assert cache.load(RECIPE.key()) is not None
     metas = list(tmp_path.glob("*/*/meta.json"))
     assert len(metas) == 1
     assert json.loads(metas[0].read_text())["clip_id"] == "synthetic/c0"
