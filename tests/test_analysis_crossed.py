@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from study_app.analysis import power, rankings
+from study_app.analysis.bootstrap import crossed_weights
 from study_app.analysis.pipeline import AnalysisOptions, analyze_responses
 from study_app.analysis.quality import ExclusionRule
 from study_app.analysis.report import best_ratio_lines, build_document
@@ -126,7 +127,7 @@ def test_ratio_reference_is_most_chosen_best_and_infinite_resamples_are_kept():
     assert ref.loc["C", "best_ratio_vs_top"] == pytest.approx(6 / 2)
     assert (t["best_ratio_vs_top"] >= 1).all()
     # Independent replicate of the interval: same weights, x/0 = inf, 0/0 dropped, order statistics.
-    w = rankings.crossed_weights(rm.participant, rm.video, 4, 3, 400, np.random.default_rng(0))
+    w = crossed_weights(rm.participant, rm.video, 4, 3, 400, np.random.default_rng(0))
     w = w[w.sum(axis=1) > 0]
     cb, cc = w @ (given[:, 1] == 1), w @ (given[:, 2] == 1)
     ratio = np.where(cc > 0, cb / np.where(cc > 0, cc, 1), np.where(cb > 0, np.inf, np.nan))

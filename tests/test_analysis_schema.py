@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import StereobenchError
+from study_app.analysis import io as responses_io
 from study_app.analysis import rankings, schema
 from study_app.analysis.pipeline import AnalysisOptions, analyze_responses
 from study_app.analysis.quality import ExclusionRule
 from study_app.analysis.report import build_document
+from study_app.analysis.reproduce import reproduce_command
 from study_app.analysis.simulate import simulate_pairwise, simulate_rankings
 
 FAST = dict(n_boot=100, n_perm=199, n_boot_model=10, wilcoxon_method="approx",
@@ -34,8 +36,8 @@ def _report_text(result) -> str:
 def test_valid_table_roundtrips_through_csv_and_parquet(ranking_df, tmp_path):
     ranking_df.to_csv(tmp_path / "r.csv", index=False)
     ranking_df.to_parquet(tmp_path / "r.parquet")
-    a = schema.load_responses([tmp_path / "r.csv"]).rankings
-    b = schema.load_responses([tmp_path / "r.parquet"]).rankings
+    a = responses_io.load_responses([tmp_path / "r.csv"]).rankings
+    b = responses_io.load_responses([tmp_path / "r.parquet"]).rankings
     assert len(a) == len(ranking_df) == len(b)
     pd.testing.assert_series_equal(a["rank"], b["rank"])
     assert str(a["rank"].dtype) == "Int64"
@@ -47,14 +49,14 @@ def test_missing_rank_is_an_error_naming_row_and_column(ranking_df, tmp_path):
     df.loc[i, "rank"] = None
     df.to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(StereobenchError, match=rf"row {i + 1}, column 'rank', participant 'P02' trial 3: value is missing"):
-        schema.load_responses([tmp_path / "r.csv"])
+        responses_io.load_responses([tmp_path / "r.csv"])
 
 
 def test_missing_rank_with_exclude_is_listed_in_report(ranking_df, tmp_path):
     df = ranking_df.astype({"rank": "object"})
     df.loc[_rows(df, "P02", 3)[0], "rank"] = None
     df.to_csv(tmp_path / "r.csv", index=False)
-    res = schema.load_responses([tmp_path / "r.csv"], on_invalid="exclude")
+    res = responses_io.load_responses([tmp_path / "r.csv"], on_invalid="exclude")
     assert len(res.rankings) == len(df) - len(_rows(df, "P02", 3))  # the whole trial is removed ...
     log = res.exclusions
     assert list(log["participant"]) == ["P02"] and list(log["trial"]) == [3]  # ... and logged
@@ -173,7 +175,7 @@ def test_schema_docs_list_every_column():
 def test_incompatible_schema_version(ranking_df, tmp_path):
     ranking_df.assign(schema_version="2.0").to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(StereobenchError, match="schema_version '2.0' is not compatible"):
-        schema.load_responses([tmp_path / "r.csv"])
+        responses_io.load_responses([tmp_path / "r.csv"])
 
 
 # ----------------------------------------------------------------------------- reviewer findings 1, 4, 6, 7, 8
@@ -274,7 +276,7 @@ def test_reproduce_command_round_trips_every_option(tmp_path):
                            on_invalid="exclude", wilcoxon_method="approx", alpha=0.01,
                            rule=ExclusionRule(max_attention_fail_share=None, min_repeat_tau=0.2, min_repeat_agreement=0.7,
                                               min_main_trials=3, exclude=("P 07", "P11")))
-    cmd = cli.reproduce_command([str(tmp_path / "my file.csv")], opts)
+    cmd = reproduce_command([str(tmp_path / "my file.csv")], opts)
     argv = shlex.split(cmd)
     assert argv[:2] == ["stereobench", "analyze"]
     parser = argparse.ArgumentParser()
@@ -282,5 +284,5 @@ def test_reproduce_command_round_trips_every_option(tmp_path):
     args = parser.parse_args(argv[2:])
     assert args.responses == [str(tmp_path / "my file.csv")]
     assert cli.options_from_args(args) == opts
-    assert cli.options_from_args(parser.parse_args(shlex.split(cli.reproduce_command(["x.csv"], AnalysisOptions()))[2:])) \
+    assert cli.options_from_args(parser.parse_args(shlex.split(reproduce_command(["x.csv"], AnalysisOptions()))[2:])) \
         == AnalysisOptions()

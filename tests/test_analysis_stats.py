@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from study_app.analysis import models, pairwise, power, rankings
+from study_app.analysis.bootstrap import crossed_weights
 from study_app.analysis.schema import validate_rankings
 from study_app.analysis.simulate import competition_ranks, simulate_rankings
 
@@ -136,7 +137,7 @@ def test_crossed_bootstrap_weights_are_products_of_counts():
     rng = np.random.default_rng(0)
     participant = np.array([0, 0, 1, 1, 2])
     video = np.array([0, 1, 0, 1, 1])
-    w = rankings.crossed_weights(participant, video, 3, 2, 500, rng)
+    w = crossed_weights(participant, video, 3, 2, 500, rng)
     rng = np.random.default_rng(0)
     cp = rng.multinomial(3, [1 / 3] * 3, size=500)
     cv = rng.multinomial(2, [0.5, 0.5], size=500)

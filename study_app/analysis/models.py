@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from study_app.analysis.bootstrap import crossed_weights, nonzero_resamples
+
 JOD_SIGMA = 1.0 / stats.norm.ppf(0.75)
 _BOUND = 15.0
 
@@ -111,8 +113,6 @@ def scale_with_ci(win: np.ndarray, tie: np.ndarray, participant: np.ndarray, vid
     ``participant``, ``video``: int codes (N,). Returns one row per method: method, scale,
     ci_low, ci_high, plus the Davidson tie parameter ``nu`` (same for all rows) when relevant.
     """
-    from study_app.analysis.rankings import crossed_weights
-
     def one(wins, ties, start=None):
         if model == "davidson":
             return fit_davidson(wins, ties, start)
@@ -121,8 +121,7 @@ def scale_with_ci(win: np.ndarray, tie: np.ndarray, participant: np.ndarray, vid
     theta, nu = one(win.sum(axis=0), tie.sum(axis=0))
     rng = np.random.default_rng(seed)
     n_p, n_v = int(participant.max()) + 1, int(video.max()) + 1
-    w = crossed_weights(participant, video, n_p, n_v, n_boot, rng)
-    w = w[w.sum(axis=1) > 0]
+    w = nonzero_resamples(crossed_weights(participant, video, n_p, n_v, n_boot, rng))
     boot_w = np.einsum("bn,nij->bij", w, win)
     boot_t = np.einsum("bn,nij->bij", w, tie)
     reps = np.array([one(boot_w[b], boot_t[b], (theta, nu))[0] for b in range(w.shape[0])])

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study_app.analysis.rankings import crossed_weights
+from benchmark.errors import StereobenchError, did_you_mean
+from study_app.analysis.bootstrap import crossed_weights
+from study_app.analysis.models import scale_with_ci
 
 
 def sign_test(n_a: int, n_b: int) -> float:
@@ -51,8 +53,6 @@ def canonical_pairs(table: pd.DataFrame, methods: list[str] | None = None) -> pd
     """
     seen = list(dict.fromkeys(table[["method_a", "method_b"]].to_numpy().ravel().tolist()))
     if methods:
-        from benchmark.errors import StereobenchError, did_you_mean
-
         unknown = [m for m in methods if m not in seen]
         if unknown:
             raise did_you_mean(unknown[0], seen, "method")
@@ -142,9 +142,6 @@ class PairwiseAnalysis:
 def analyze_pairwise(table: pd.DataFrame, methods: list[str] | None = None, n_boot: int = 2000,
                      n_boot_model: int = 200, seed: int = 0) -> PairwiseAnalysis:
     """Run every pairwise statistic on the ``main`` trials of a validated pairwise table."""
-    from study_app.analysis.models import scale_with_ci
-    from benchmark.errors import StereobenchError
-
     main = table[table["trial_kind"] == "main"]
     if main.empty:
         raise StereobenchError("the pairwise table has no main trials (trial_kind == 'main'); nothing to analyse")

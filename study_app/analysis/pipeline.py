@@ -14,7 +14,8 @@ import pandas as pd
 
 from benchmark.errors import StereobenchError
 from study_app.analysis import aggregate, quality
-from study_app.analysis.schema import SCHEMA_VERSION, Responses, empty_exclusions, load_responses
+from study_app.analysis.io import load_responses
+from study_app.analysis.schema import SCHEMA_VERSION, Responses, empty_exclusions
 
 
 @dataclass
@@ -93,6 +94,26 @@ def _methods_per_table(res: Responses, methods: list[str]) -> dict:
     return out
 
 
+def _check_exclude_list(res: Responses, exclude: tuple[str, ...]) -> None:
+    """Every participant named in ``--exclude`` occurs in the responses (a typo would exclude nobody)."""
+    if not exclude:
+        return
+    if res.rankings is None and res.pairwise is None:
+        raise StereobenchError("--exclude needs response tables: aggregate counts have no participants to exclude")
+    known: set[str] = set(res.exclusions["participant"].dropna().astype(str))
+    for table in (res.rankings, res.pairwise):
+        if table is not None:
+            known |= set(table["participant"].dropna().astype(str))
+    for name in exclude:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise StereobenchError(f"--exclude names participant {name!r}, who is in no response table.{hint} "
+                                   f"Participants: {', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''}")
+
+
 def analyze_responses(res: Responses, options: AnalysisOptions | None = None) -> StudyResult:
     """Quality control, exclusions and every statistic for already-loaded responses."""
     from study_app.analysis.pairwise import analyze_pairwise
@@ -100,6 +121,7 @@ def analyze_responses(res: Responses, options: AnalysisOptions | None = None) ->
 
     options = options or AnalysisOptions()
     methods_by_kind = _methods_per_table(res, list(options.methods))
+    _check_exclude_list(res, options.rule.exclude)
     logs = [res.exclusions] if len(res.exclusions) else []
     result = StudyResult(responses=res, options=options, exclusions=empty_exclusions())
     for kind in ("rankings", "pairwise"):

@@ -34,6 +34,9 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import StereobenchError
+from study_app.analysis.bootstrap import bootstrap_stat as crossed_bootstrap_stat
+from study_app.analysis.bootstrap import crossed_weights, nonzero_resamples, percentile_ci
+from study_app.analysis.models import davidson_scale_with_ci
 from study_app.analysis.schema import empty_exclusions
 
 INCOMPLETE_POLICIES = ("error", "drop-trials", "drop-methods")
@@ -408,34 +411,6 @@ def chosen_best_tests(rm: RankingMatrix) -> tuple[dict, pd.DataFrame]:
 
 # ----------------------------------------------------------------------------- crossed bootstrap
 
-def crossed_weights(participant: np.ndarray, video: np.ndarray, n_participants: int, n_videos: int,
-                    n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Weights (n_boot, N) of a crossed bootstrap: participants and videos resampled independently.
-
-    A unit (ranking/comparison) of participant p on video v gets weight c_p * c_v where c are
-    the multinomial draw counts. Resamples whose weights are all zero (possible with sparse
-    designs) are returned as all-zero rows; callers drop them.
-    """
-    cp = rng.multinomial(n_participants, np.full(n_participants, 1.0 / n_participants), size=n_boot)
-    cv = rng.multinomial(n_videos, np.full(n_videos, 1.0 / n_videos), size=n_boot)
-    return (cp[:, participant] * cv[:, video]).astype(float)
-
-
-def _ci(samples: np.ndarray, level: float = 0.95, method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per column; NaN replicates (a 0/0 ratio) are skipped.
-
-    ``method="inverted_cdf"`` takes order statistics (no interpolation), so +inf replicates
-    (a ratio x/0) give an infinite bound instead of being dropped or turning into NaN.
-    """
-    import warnings
-
-    a = (1 - level) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN interval
-        return (np.nanquantile(samples, a, axis=0, method=method),
-                np.nanquantile(samples, 1 - a, axis=0, method=method))
-
-
 def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """The paper's Table 2 with intervals: one row per method, sorted by average rank.
 
@@ -447,8 +422,7 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
     (given ranks). ``attrs["best_ratio_reference"]`` names the reference method.
     """
     rng = np.random.default_rng(seed)
-    w = crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng)
-    w = w[w.sum(axis=1) > 0]
+    w = nonzero_resamples(crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng))
     tot = w.sum(axis=1, keepdims=True)
     best = rm.best.astype(float)
     boot_given = (w @ rm.given) / tot
@@ -466,10 +440,10 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
         # x / 0 = +inf (a resample where this method is never best); only 0 / 0 is undefined.
         boot_ratio = np.where(boot_best_count > 0, num / np.where(boot_best_count > 0, boot_best_count, 1.0),
                               np.where(num > 0, np.inf, np.nan))
-    lo_g, hi_g = _ci(boot_given, level)
-    lo_m, hi_m = _ci(boot_mid, level)
-    lo_s, hi_s = _ci(boot_share, level)
-    lo_r, hi_r = _ci(boot_ratio, level, method="inverted_cdf")  # order statistics: +inf passes through
+    lo_g, hi_g = percentile_ci(boot_given, level)
+    lo_m, hi_m = percentile_ci(boot_mid, level)
+    lo_s, hi_s = percentile_ci(boot_share, level)
+    lo_r, hi_r = percentile_ci(boot_ratio, level, method="inverted_cdf")  # order statistics: +inf passes through
     rows = []
     for j in order:
         row = {
@@ -491,10 +465,9 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
 
 
 def bootstrap_stat(rm: RankingMatrix, statistic, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Crossed-bootstrap replicates of ``statistic(weights (B, N)) -> (B, ...)`` (vectorised)."""
-    rng = np.random.default_rng(seed)
-    w = crossed_weights(rm.participant, rm.video, len(rm.participants), len(rm.videos), n_boot, rng)
-    return statistic(w[w.sum(axis=1) > 0])
+    """Crossed-bootstrap replicates of ``statistic(weights (B, N)) -> (B, ...)`` over ``rm``'s rankings."""
+    return crossed_bootstrap_stat(rm.participant, rm.video, len(rm.participants), len(rm.videos), statistic,
+                                  n_boot=n_boot, seed=seed)
 
 
 @dataclass
@@ -521,8 +494,6 @@ class RankingAnalysis:
 def analyze_rankings(rm: RankingMatrix, n_boot: int = 2000, n_perm: int = 9999, n_boot_model: int = 200,
                      seed: int = 0, wilcoxon_method: str = "auto") -> RankingAnalysis:
     """Run every ranking statistic of the report on ``rm`` (already quality-filtered)."""
-    from study_app.analysis.models import davidson_scale_with_ci
-
     notes = []
     by_p = collapse(rm, "participant")
     by_v = collapse(rm, "video")

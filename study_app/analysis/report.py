@@ -20,6 +20,7 @@ import pandas as pd
 
 from benchmark.fileio import atomic_write_bytes
 from study_app.analysis.pipeline import StudyResult
+from study_app.analysis.reproduce import reproduce_command
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -485,8 +486,6 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
                    else "No participant or trial was excluded.")
     doc.h(2, "Summary")
     doc.bullets(summary)
-    from study_app.analysis.cli import reproduce_command
-
     doc.p("Reproduce every number: `" + reproduce_command(result.provenance.get("sources", []), result.options) + "`.")
 
     doc.h(2, "Quality control and exclusions")
@@ -531,7 +530,7 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
     return doc, files
 
 
-_atomic_write = atomic_write_bytes  # old name, still imported by study_app.analysis.cli
+_atomic_write = atomic_write_bytes  # old name, still imported by tests/test_fileio.py
 
 
 def write_report(result: StudyResult, out_dir: str | Path) -> dict:
