@@ -57,9 +57,15 @@ def parse_aggregate(data: dict, source: str = "aggregate") -> dict:
     if data.get("rankings") is not None:
         r = data["rankings"]
         n = _need(r, "n_rankings", f"{source} rankings", int)
+        if n < 1:
+            raise StereobenchError(f"{source} rankings: 'n_rankings' must be at least 1, not {n}")
         methods = _need(r, "methods", f"{source} rankings")
         if not isinstance(methods, list) or len(methods) < 2:
             raise StereobenchError(f"{source} rankings: 'methods' must list at least two methods")
+        names = [str(m.get("method")) for m in methods if isinstance(m, dict)]
+        twice = sorted({m for m in names if names.count(m) > 1})
+        if twice:
+            raise StereobenchError(f"{source} rankings: method {twice[0]!r} is listed twice; give each method once")
         rows = []
         for i, m in enumerate(methods):
             where = f"{source} rankings.methods[{i}]"
@@ -75,12 +81,18 @@ def parse_aggregate(data: dict, source: str = "aggregate") -> dict:
     if data.get("pairwise") is not None:
         p = data["pairwise"]
         pairs = _need(p, "pairs", f"{source} pairwise")
+        if not isinstance(pairs, list) or not pairs:
+            raise StereobenchError(f"{source} pairwise: 'pairs' must be a list of at least one pair "
+                                   "(see docs/analysis.md, 'Aggregate input')")
         rows = []
         for i, pr in enumerate(pairs):
             where = f"{source} pairwise.pairs[{i}]"
-            rows.append({"method_a": str(_need(pr, "method_a", where)), "method_b": str(_need(pr, "method_b", where)),
-                         "prefer_a": _need(pr, "prefer_a", where, int), "prefer_b": _need(pr, "prefer_b", where, int),
-                         "equal": _need(pr, "equal", where, int)})
+            row = {"method_a": str(_need(pr, "method_a", where)), "method_b": str(_need(pr, "method_b", where)),
+                   "prefer_a": _need(pr, "prefer_a", where, int), "prefer_b": _need(pr, "prefer_b", where, int),
+                   "equal": _need(pr, "equal", where, int)}
+            if row["method_a"] == row["method_b"]:
+                raise StereobenchError(f"{where}: method_a and method_b are both {row['method_a']!r}; a pair compares two methods")
+            rows.append(row)
         out["pairwise"] = {"n_participants": p.get("n_participants"), "pairs": rows}
     if out["rankings"] is None and out["pairwise"] is None:
         raise StereobenchError(f"{source}: an aggregate file needs a 'rankings' or a 'pairwise' section")
@@ -88,13 +100,20 @@ def parse_aggregate(data: dict, source: str = "aggregate") -> dict:
 
 
 def load_aggregate(path: str | Path) -> dict:
+    """Read and validate an aggregate YAML/JSON file (UTF-8); see the module docstring for the format."""
     path = Path(path)
     if not path.exists():
         raise StereobenchError(f"aggregate file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StereobenchError(f"aggregate file {str(path)!r} is a folder; pass the .yaml file inside it")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StereobenchError(f"{str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StereobenchError(f"{str(path)!r} is not valid YAML/JSON: {exc}".splitlines()[0]) from exc
+        raise StereobenchError(f"{str(path)!r} is not valid YAML/JSON: {exc}".splitlines()[0]) from None
     return parse_aggregate(data, str(path))
 
 

@@ -29,9 +29,11 @@ Plan a study (power by simulation):
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import atomic_write_bytes
 
 
 def _int_list(text: str) -> list[int]:
@@ -124,35 +126,81 @@ def options_from_args(args):
                            wilcoxon_method=args.wilcoxon, alpha=args.alpha)
 
 
-def reproduce_command(sources, options) -> str:
-    """The ``stereobench analyze`` command line that reproduces ``options`` on ``sources``.
+def _check_out(out: Path) -> None:
+    """--out must be (or become) a folder: no existing file on its path, and writable."""
+    for p in [out, *out.parents]:
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under the file {str(p)!r}"
+                raise StereobenchError(f"--out {str(out)!r} {what}; pass a folder for the report (it is created if missing)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise StereobenchError(f"--out {str(out)!r}: cannot write in {str(p)!r}; pass a folder you can write to")
+            return
 
-    Every option that changes a number is written out explicitly (also when it has its default
-    value), so the command stays valid if a default changes; parsing it back gives the same
-    :class:`AnalysisOptions` (tested).
+
+def _in_range(name: str, value: float | None, low: float, high: float, *, low_open: bool = False,
+              high_open: bool = False) -> None:
+    """One-line error unless ``value`` (None = option off) lies in the interval; NaN never does."""
+    if value is None:
+        return
+    ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok:  # also NaN: every comparison is False
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise StereobenchError(f"{name} must be in {interval}, not {value:g}")
+
+
+def validate_args(args: argparse.Namespace, power_kind: str | None) -> None:
+    """Check every option before any file is read or any resample drawn (each check is cheap).
+
+    ``power_kind``: 'rankings' / 'pairwise' for a power analysis, None for an analysis of
+    responses. Raises :class:`StereobenchError` naming the option, the value and the valid range.
     """
-    import shlex
-
-    def num(v):
-        return "none" if v is None else repr(float(v))
-
-    rule = options.rule
-    parts = ["stereobench", "analyze", *[shlex.quote(str(s)) for s in sources],
-             "--seed", str(options.seed), "--n-boot", str(options.n_boot), "--n-perm", str(options.n_perm),
-             "--n-boot-model", str(options.n_boot_model), "--wilcoxon", options.wilcoxon_method,
-             "--alpha", repr(float(options.alpha)), "--incomplete", options.incomplete, "--on-invalid", options.on_invalid,
-             "--max-attention-fail", num(rule.max_attention_fail_share), "--min-repeat-tau", num(rule.min_repeat_tau),
-             "--min-repeat-agreement", num(rule.min_repeat_agreement), "--min-main-trials", str(rule.min_main_trials)]
-    if options.methods:
-        parts += ["--methods", shlex.quote(",".join(options.methods))]
-    if rule.exclude:
-        parts += ["--exclude", shlex.quote(",".join(rule.exclude))]
-    return " ".join(parts + ["--out", "DIR"])
+    inf = float("inf")
+    if args.seed < 0:
+        raise StereobenchError(f"--seed must be a non-negative whole number, not {args.seed}")
+    _in_range("--alpha", args.alpha, 0.0, 1.0, low_open=True, high_open=True)
+    _check_out(Path(args.out))
+    if power_kind is not None:
+        _in_range("--target-power", args.target_power, 0.0, 1.0, low_open=True, high_open=True)
+        if args.n_sim is not None and args.n_sim < 1:
+            raise StereobenchError(f"--n-sim must be at least 1 simulated study per design, not {args.n_sim}")
+        if args.participant_sd is not None:
+            _in_range("--participant-sd", args.participant_sd, 0.0, inf, high_open=True)
+        if power_kind == "rankings":
+            if args.n_methods < 2:
+                raise StereobenchError(f"--n-methods must be at least 2 (a ranking compares methods), not {args.n_methods}")
+            _in_range("--rank-difference", args.rank_difference, 0.0, float(args.n_methods - 1), high_open=True)
+            _in_range("--tie-width", args.tie_width, 0.0, inf, high_open=True)
+            n_sim = args.n_sim or 300
+            # Float64 arrays (n_sim, participants, videos, methods), about eight alive at once.
+            need = 8 * 8 * n_sim * max(args.participants) * max(args.videos) * args.n_methods
+        else:
+            _in_range("--share", args.share, 0.0, 1.0, low_open=True, high_open=True)
+            _in_range("--tie-share", args.tie_share, 0.0, 1.0, high_open=True)
+            need = 8 * 8 * (args.n_sim or 2000) * max(args.participants)
+        if need > 8 * 2 ** 30:
+            raise StereobenchError(f"this power grid needs about {need / 2 ** 30:.0f} GiB of memory per design; lower "
+                                   "--n-sim or the largest --participants / --videos / --n-methods")
+        return
+    for name, value in (("--n-boot", args.n_boot), ("--n-perm", args.n_perm), ("--n-boot-model", args.n_boot_model)):
+        if value < 10:
+            raise StereobenchError(f"{name} must be at least 10, not {value}")
+    _in_range("--max-attention-fail", args.max_attention_fail, 0.0, 1.0)
+    _in_range("--min-repeat-tau", args.min_repeat_tau, -1.0, 1.0)
+    _in_range("--min-repeat-agreement", args.min_repeat_agreement, 0.0, 1.0)
+    if args.min_main_trials < 0:
+        raise StereobenchError(f"--min-main-trials must be 0 or more, not {args.min_main_trials}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.methods.strip() and len(methods) < 2:
+        raise StereobenchError(f"--methods lists {len(methods)} method ({args.methods!r}); list at least two to compare")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise StereobenchError(f"--methods lists {twice[0]!r} twice; list each method once")
 
 
 def _run_power(args, kind: str) -> int:
     from study_app.analysis import power
-    from study_app.analysis.report import Doc, _atomic_write
+    from study_app.analysis.report import Doc
 
     doc = Doc()
     try:
@@ -189,8 +237,8 @@ def _run_power(args, kind: str) -> int:
                      "is no difference. Designs whose type-I error exceeds alpha by more than 3 Monte Carlo standard "
                      "errors are not chosen.")
     out = Path(args.out)
-    _atomic_write(out / f"power_{kind}.md", doc.markdown().encode())
-    _atomic_write(out / f"power_{kind}.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(out / f"power_{kind}.md", doc.markdown().encode())
+    atomic_write_bytes(out / f"power_{kind}.csv", table.to_csv(index=False).encode())
     print(table.to_string(index=False))
     for line in lines:
         print(line)
@@ -199,7 +247,6 @@ def _run_power(args, kind: str) -> int:
 
 
 def _write_demo(out: Path) -> list[Path]:
-    from study_app.analysis.report import _atomic_write
     from study_app.analysis.simulate import simulate_pairwise, simulate_rankings
 
     methods = ["M2SVid", "StereoCrafter-25", "SVG", "StereoCrafter-1"]
@@ -208,8 +255,8 @@ def _write_demo(out: Path) -> list[Path]:
     pairwise = simulate_pairwise(methods[:2], [0.6, 0.0], n_participants=5, n_videos=21, tie_margin=1.0,
                                  n_attention=2, seed=2)
     paths = [out / "responses" / "rankings.csv", out / "responses" / "pairwise.csv"]
-    _atomic_write(paths[0], rankings.to_csv(index=False).encode())
-    _atomic_write(paths[1], pairwise.to_csv(index=False).encode())
+    atomic_write_bytes(paths[0], rankings.to_csv(index=False).encode())
+    atomic_write_bytes(paths[1], pairwise.to_csv(index=False).encode())
     return paths
 
 
@@ -219,19 +266,22 @@ def run(args: argparse.Namespace) -> int:
 
     responses = list(args.responses)
     if args.power or (responses and responses[0] == "power"):
+        extra = responses[2:] if not args.power else [r for r in responses if r != "power"]
         kind = args.power or (responses[1] if len(responses) > 1 else "")
         if kind not in ("rankings", "pairwise"):
-            raise StereobenchError("say which power analysis: `stereobench analyze power rankings` or `... power pairwise`")
+            raise StereobenchError("say which power analysis: `stereobench analyze power rankings` or `... power pairwise`"
+                                   + (f", not {kind!r}" if kind else ""))
+        if extra or args.demo:
+            what = "--demo" if args.demo else repr(" ".join(extra))
+            raise StereobenchError(f"a power analysis plans a study and reads no responses; drop {what} or analyse "
+                                   "the responses in a separate `stereobench analyze FILES` call")
+        validate_args(args, kind)
         return _run_power(args, kind)
+    validate_args(args, None)
     if args.demo:
         responses += [str(p) for p in _write_demo(Path(args.out))]
     if not responses:
         raise StereobenchError("no responses given: pass the exported CSV/Parquet files (or --demo); see --help")
-    for name, value in (("--n-boot", args.n_boot), ("--n-perm", args.n_perm), ("--n-boot-model", args.n_boot_model)):
-        if value < 10:
-            raise StereobenchError(f"{name} must be at least 10, not {value}")
-    if not 0 < args.alpha < 1:
-        raise StereobenchError(f"--alpha must be between 0 and 1, not {args.alpha}")
     options = options_from_args(args)
     result = analyze_files(responses, options)
     paths = write_report(result, args.out)

@@ -15,17 +15,21 @@ and ``stereobench analyze`` reads them back.
 
 Every column is described in :data:`RANKING_COLUMNS` / :data:`PAIRWISE_COLUMNS` (name, dtype,
 required, allowed values, meaning); ``docs/analysis.md`` prints the same tables.
-:func:`load_responses` reads files, detects the table kind, coerces dtypes and checks every
-rule; problems are reported with the row number (1-based data row of the file) and column.
+:func:`validate_rankings` / :func:`validate_pairwise` coerce dtypes and check every rule;
+problems are reported with the row number (1-based data row of the file) and column. Reading
+files is :func:`study_app.analysis.io.load_responses`.
 Validation never drops rows silently: with ``on_invalid="error"`` (default) the first problems
 raise :class:`StereobenchError`; with ``on_invalid="exclude"`` the affected trials are removed
 and each removal is returned in the exclusion log that the report prints.
+
+This module imports only pandas/NumPy and :mod:`benchmark.errors` (no statistics, no file
+formats), so the Streamlit study app can import it cheaply; ``tests/test_analysis_schema.py``
+checks that in a fresh interpreter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,22 +135,6 @@ class Problem:
         if self.participant is not None:
             where.append(f"participant {self.participant!r} trial {self.trial}")
         return f"{', '.join(where)}: {self.message}" if where else self.message
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file as strings/numbers, without interpretation."""
-    path = Path(path)
-    if not path.exists():
-        raise StereobenchError(f"responses file {str(path)!r} does not exist; pass the CSV/Parquet the study app exported")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise StereobenchError(f"cannot read {str(path)!r} ({type(exc).__name__}: {exc}); is it a valid {suffix[1:]} file?") from exc
-    raise StereobenchError(f"{str(path)!r}: unknown file type {suffix!r}; use .csv, .parquet or .yaml (aggregate counts)")
 
 
 def detect_kind(df: pd.DataFrame, source: str = "table") -> str:
@@ -287,12 +275,46 @@ def validate_rankings(df: pd.DataFrame, source: str = "rankings", on_invalid: st
             problems.append(Problem(i + 1, colname, f"one trial has several values of {colname!r}; each trial shows one clip",
                                     table.at[i, "participant"], int(table.at[i, "trial"])))
         bad_row.loc[keyed.index[(nun > 1).to_numpy()]] = True
+    again = _main_trial_again(keyed, ["method"], table, problems, "ranked", dup.to_numpy())
+    bad_row.loc[keyed.index[again]] = True
     single = n_methods < 2
     for i in keyed.index[single.to_numpy()][:5]:
         problems.append(Problem(i + 1, "method", "trial ranks fewer than two methods", table.at[i, "participant"], int(table.at[i, "trial"])))
     bad_row.loc[keyed.index[single.to_numpy()]] = True
     table = table.drop(columns="_row")
     return _finish(table, bad_row, problems, source, on_invalid, "rankings")
+
+
+def _main_trial_again(keyed: pd.DataFrame, what: list[str], table: pd.DataFrame, problems: list[Problem],
+                      verb: str, skip: np.ndarray | None = None) -> np.ndarray:
+    """Rows of a later main trial that repeat (participant, video, ``what``) of an earlier main trial.
+
+    A participant who judges the same stimuli twice as ``main`` trials would count twice in
+    every statistic; a deliberate repeat is ``trial_kind='repeat'`` with ``repeat_of``, which
+    feeds the consistency check instead. ``skip``: rows already reported for another reason.
+    Returns a bool mask (len(keyed),); each flagged trial is reported once.
+    """
+    main = (keyed["trial_kind"] == "main").fillna(False).to_numpy(dtype=bool)
+    if skip is not None:
+        main &= ~skip
+    cols = ["participant", "video", *what]
+    rows = keyed[main].sort_values("trial", kind="stable")
+    later = rows.duplicated(subset=cols, keep="first")
+    mask = np.zeros(len(keyed), dtype=bool)
+    if not later.any():
+        return mask
+    mask[keyed.index.get_indexer(rows.index[later.to_numpy()])] = True
+    first_trial = rows.groupby(cols, sort=False)["trial"].transform("min")
+    reported = set()
+    for i in rows.index[later.to_numpy()]:
+        key = (table.at[i, "participant"], int(table.at[i, "trial"]))
+        if key in reported or len(reported) >= 5:
+            continue
+        reported.add(key)
+        problems.append(Problem(i + 1, "video", f"participant {key[0]!r} {verb} video {table.at[i, 'video']!r} again in "
+                                f"main trial {key[1]} (first in trial {int(first_trial[i])}); mark a deliberate repeat "
+                                f"as trial_kind 'repeat' with repeat_of {int(first_trial[i])}", key[0], key[1]))
+    return mask
 
 
 def _ranking_consistent(ranks: np.ndarray, n_shown: int) -> bool:
@@ -339,6 +361,13 @@ def validate_pairwise(df: pd.DataFrame, source: str = "pairwise", on_invalid: st
         problems.append(Problem(int(i) + 1, "trial", "two answers for the same (participant, trial)",
                                 table.at[i, "participant"], _int_or_none(table.at[i, "trial"])))
     bad_row |= dup
+    # The same pair on the same video twice, in either order, is one judgement given twice.
+    keyed = table.dropna(subset=["participant", "trial"]).copy()
+    a, b = keyed["method_a"].fillna(""), keyed["method_b"].fillna("")
+    keyed["_pair"] = a.where(a <= b, b) + "\x00" + b.where(a <= b, a)
+    again = _main_trial_again(keyed, ["_pair"], table, problems, "compared the same pair on",
+                              dup.loc[keyed.index].to_numpy(dtype=bool))
+    bad_row.loc[keyed.index[again]] = True
     return _finish(table, bad_row, problems, source, on_invalid, "pairwise")
 
 
@@ -372,51 +401,6 @@ def _finish(table, bad_row, problems, source, on_invalid, kind):
     drop = pd.MultiIndex.from_frame(table[["participant", "trial"]]).isin(key_index)
     log = pd.DataFrame(log_rows).astype({"table": "string", "participant": "string", "trial": "Int64", "reason": "string"})
     return table.loc[~drop].reset_index(drop=True), log
-
-
-def load_responses(paths, on_invalid: str = "error") -> Responses:
-    """Read response files (CSV / Parquet tables, YAML aggregate counts) into :class:`Responses`.
-
-    Several files of the same kind are concatenated (each validated on its own first, so error
-    messages name the file and row).
-    """
-    from study_app.analysis import aggregate
-
-    res = Responses()
-    parts: dict[str, list[pd.DataFrame]] = {"rankings": [], "pairwise": []}
-    logs = []
-    for path in paths:
-        path = Path(path)
-        res.sources.append(str(path))
-        if path.suffix.lower() in (".yaml", ".yml", ".json"):
-            res.aggregates.append(aggregate.load_aggregate(path))
-            continue
-        raw = read_table(path)
-        if len(raw) == 0:
-            raise StereobenchError(f"{str(path)!r} has no rows; export the study responses again")
-        kind = detect_kind(raw, str(path))
-        validate = validate_rankings if kind == "rankings" else validate_pairwise
-        table, log = validate(raw, str(path), on_invalid)
-        versions = table["schema_version"].dropna().unique()
-        for v in versions:
-            if str(v).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-                raise StereobenchError(f"{str(path)!r}: schema_version {v!r} is not compatible with {SCHEMA_VERSION!r}; "
-                                       "export again with a matching study app or upgrade stereobench")
-        parts[kind].append(table)
-        logs.append(log)
-    for kind, tables in parts.items():
-        if tables:
-            merged = pd.concat(tables, ignore_index=True)
-            if merged.duplicated(subset=list(_KEY_RANKING if kind == "rankings" else _KEY_PAIRWISE)).any():
-                raise StereobenchError(f"the {kind} files overlap: the same (participant, trial) appears in two files; "
-                                       "pass each export once")
-            setattr(res, kind, merged)
-    nonempty = [log for log in logs if len(log)]
-    if nonempty:
-        res.exclusions = pd.concat(nonempty, ignore_index=True)
-    if res.rankings is None and res.pairwise is None and not res.aggregates:
-        raise StereobenchError("no responses given; pass one or more CSV/Parquet exports or aggregate YAML files")
-    return res
 
 
 def schema_markdown(columns: tuple[Column, ...]) -> str:
