@@ -31,6 +31,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -110,11 +111,13 @@ def write_preview(inp, gt_right: torch.Tensor | None, folder: Path, name: str, f
     import numpy as np
     from PIL import Image
 
-    from benchmark.stereo.video_io import write_video
+    from benchmark.video_io import write_video
 
     panels = preview_panels(inp, gt_right)
     folder.mkdir(parents=True, exist_ok=True)
-    k = panels.shape[0] // 2 if frame is None else max(0, min(int(frame), panels.shape[0] - 1))
+    if frame is not None and not 0 <= int(frame) < panels.shape[0]:
+        raise StereobenchError(f"preview frame {frame} is outside the clip's frames 0..{panels.shape[0] - 1}")
+    k = panels.shape[0] // 2 if frame is None else int(frame)
     png = folder / f"{name}.png"
     tmp = folder / f".{name}.png.tmp"
     image = (panels[k].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -151,56 +154,121 @@ def _clip_name(clip_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def _check_options(options: dict[str, dict]) -> None:
+    """No dataset option may be NaN or infinite (``fps=nan`` would pass a ``> 0`` check)."""
+    for name, values in options.items():
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise StereobenchError(f"dataset option {key}={value} for {name!r} must be a finite number")
+
+
+def _open_dataset(name: str, options: dict):
+    """:func:`get_dataset` with a value a dataset cannot convert (``num_clips=abc``) as one line."""
+    from benchmark.datasets import get_dataset
+
+    try:
+        return get_dataset(name, **options)
+    except (ValueError, OverflowError) as exc:
+        shown = " ".join(f"{k}={v}" for k, v in options.items()) or "(none)"
+        raise StereobenchError(f"dataset {name!r}: an option value is not understood ({exc}); options given: "
+                               f"{shown}") from None
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """Fail before any work when previews cannot be written to ``folder``."""
+    import os
+    import uuid
+
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise StereobenchError(f"{what} folder {folder} cannot be made: {parent} is a file; give a folder "
+                                       f"with --preview, or --no-preview")
+            break
+    probe = folder / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StereobenchError(f"cannot write the {what} to {folder} ({exc.strerror or exc}); choose a writable "
+                               f"folder with --preview, or --no-preview") from None
+
+
+def _check_preview_frame(frame: int | None, num_frames: int | None, protocol_name: str) -> None:
+    """``--preview-frame`` must name a frame of the clip: 0 .. num_frames - 1 (None = not known yet)."""
+    if frame is None:
+        return
+    if frame < 0:
+        raise StereobenchError(f"--preview-frame must be >= 0, got {frame}")
+    if num_frames is not None and frame >= num_frames:
+        raise StereobenchError(f"--preview-frame {frame} is outside the clip's frames 0..{num_frames - 1} "
+                               f"(protocol {protocol_name} keeps {num_frames})")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from benchmark.datasets import BUNDLED, get_dataset
-    from benchmark.stereo.cache import StereoInputCache
+    from benchmark.datasets import BUNDLED
+    from benchmark.stereo.cache import StereoInputCache, load_input
     from benchmark.stereo.protocol import get_protocol
+    from benchmark.stereo.recipe import make_recipe
 
+    # Validate everything (names, options, protocol, folders, clips) before any work, so bad input
+    # costs nothing and leaves nothing behind.
     dataset_names = list(args.dataset or BUNDLED)
+    for name in dataset_names:
+        if not name.strip():
+            raise StereobenchError("--dataset is empty; give a dataset name (synthetic, middlebury-motorcycle) or "
+                                   "a folder of videos")
+    if args.protocol is not None and not args.protocol.strip():
+        raise StereobenchError("--protocol is empty; give paper, quick or native")
     if args.warp not in WARP_NAMES:
         from benchmark.errors import did_you_mean
         raise did_you_mean(args.warp, WARP_NAMES, "warp")
     if args.clips is not None and args.clips < 1:
         raise StereobenchError(f"--clips must be at least 1, got {args.clips}")
+    _check_preview_frame(args.preview_frame, None, "")
     options = _split_options(args.option, dataset_names)
+    _check_options(options)
 
-    # Validate everything (names, options, protocol) before any work, so bad input costs nothing.
-    datasets, protocols = [], []
+    plans = []  # (dataset, protocol, recipes, preview folder or None)
     for name in dataset_names:
-        dataset = get_dataset(name, **options[name])
-        datasets.append(dataset)
-        protocols.append(get_protocol(args.protocol or dataset.spec.default_protocol))
-
-    cache = StereoInputCache(root=args.cache)
-    summary = []
-    for dataset, protocol in zip(datasets, protocols):
+        dataset = _open_dataset(name, options[name])
         spec = dataset.spec
+        protocol = get_protocol(args.protocol or spec.default_protocol)
+        _check_preview_frame(args.preview_frame, protocol.num_frames, protocol.name)
         names = dataset.clip_names()[: args.clips]
+        recipes = [make_recipe(dataset, clip_name, protocol, warp=args.warp) for clip_name in names]
         if args.no_preview:
             preview_dir = None
         elif args.preview:
-            preview_dir = Path(args.preview) / spec.name if len(datasets) > 1 else Path(args.preview)
+            preview_dir = Path(args.preview) / spec.name if len(dataset_names) > 1 else Path(args.preview)
         else:
             preview_dir = DEFAULT_PREVIEW_ROOT / spec.name
-        hits, hole_fractions, started = 0, [], time.perf_counter()
-        bar = tqdm(names, desc=f"prepare {spec.name} [{protocol.name}, {args.warp} warp]", unit="clip")
-        for clip_name in bar:
-            identity = {"dataset": spec.name, "revision": spec.revision, "clip": clip_name}
-            cached = cache.load(cache.key(identity, protocol, args.warp))
-            if cached is not None:
-                inp, gt_right = cached
-                hits += 1
-            else:
-                inp, gt_right = cache.get_or_build(lambda n=clip_name: _load_with_disparity(dataset, n), identity,
-                                                   protocol, warp=args.warp)
+        plans.append((dataset, protocol, recipes, preview_dir))
+    cache = StereoInputCache(root=args.cache)
+    cache.ensure_writable()
+    for _, _, _, preview_dir in plans:
+        if preview_dir is not None:
+            _check_folder(preview_dir, "preview")
+
+    summary = []
+    for dataset, protocol, recipes, preview_dir in plans:
+        spec = dataset.spec
+        hits_before, hole_fractions, started = cache.hits, [], time.perf_counter()
+        bar = tqdm(recipes, desc=f"prepare {spec.name} [{protocol.name}, {args.warp} warp]", unit="clip")
+        for recipe in bar:
+            inp, gt_right = load_input(dataset, recipe, cache)
             hole_fractions.append(float(inp.mask.float().mean()))
             if preview_dir is not None:
+                # The native protocol keeps every frame: the count is known only now. The entry
+                # just built stays in the cache.
+                _check_preview_frame(args.preview_frame, inp.num_frames, protocol.name)
                 write_preview(inp, gt_right, preview_dir, _clip_name(inp.clip_id), args.preview_frame)
-            bar.set_postfix(holes=f"{hole_fractions[-1]:.1%}", cached=hits)
-        summary.append((spec.name, protocol.name, len(names), hits, hole_fractions, preview_dir,
-                        time.perf_counter() - started))
+            bar.set_postfix(holes=f"{hole_fractions[-1]:.1%}", cached=cache.hits - hits_before)
+        summary.append((spec.name, protocol.name, len(recipes), cache.hits - hits_before, hole_fractions,
+                        preview_dir, time.perf_counter() - started))
 
     print()
     print(f"{'dataset':<24} {'protocol':<10} {'clips':>5} {'cached':>6} {'holes':>7} {'time':>7}  preview")
@@ -208,15 +276,5 @@ def run(args: argparse.Namespace) -> int:
         mean_holes = sum(holes) / len(holes) if holes else 0.0
         print(f"{name:<24} {protocol_name:<10} {n:>5} {hits:>6} {mean_holes:>7.1%} {seconds:>6.1f}s  "
               f"{preview_dir if preview_dir is not None else '-'}")
-    print(f"cache: {getattr(cache, 'root', args.cache)}")
+    print(f"cache: {cache.root}")
     return 0
-
-
-def _load_with_disparity(dataset, clip_name: str):
-    """Load a clip and insist on disparity (prepare has no depth model: ground truth or a file)."""
-    clip = dataset.load_clip(clip_name)
-    if clip.disparity is None:
-        raise StereobenchError(
-            f"clip {clip.clip_id!r} has no disparity; prepare warps with ground-truth disparity, so give "
-            f"<name>_disparity.npy beside the video (depth models are not wired in yet)")
-    return clip
