@@ -209,7 +209,7 @@ def make_recipe(dataset: Any, clip: str, protocol: ClipProtocol | str | None = N
     if clip not in names and clip.startswith(spec.name + "/") and clip[len(spec.name) + 1:] in names:
         clip = clip[len(spec.name) + 1:]
     if clip not in names:
-        raise did_you_mean(clip, names, f"clip of dataset {spec.name!r}")
+        raise did_you_mean(clip, names, f"{spec.name} clip")
     protocol = get_protocol(protocol if protocol is not None else getattr(spec, "default_protocol", "paper"))
     if warp not in WARPS.names():
         raise did_you_mean(str(warp), WARPS.names(), "warp")
