@@ -167,3 +167,169 @@ def test_concurrent_builders_in_two_processes_share_one_valid_entry(tmp_path):
 def test_default_root_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("STEREOBENCH_CACHE", str(tmp_path / "c"))
     assert StereoInputCache().root == tmp_path / "c"
+
+
+# ------------------------------------------------------------------ debris of killed writers
+
+
+def _dead_pid() -> int:
+    """A pid that existed a moment ago and is now gone (a finished, reaped child)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _debris(root, name):
+    folder = root / "ab" / name
+    folder.mkdir(parents=True)
+    (folder / "tensors.safetensors").write_bytes(b"half an entry")
+    return folder
+
+
+def test_sweep_removes_debris_of_dead_writers_only(tmp_path):
+    import os
+    import time
+
+    from benchmark.stereo.cache import _owner_tag
+
+    host = _owner_tag().rsplit("-", 1)[0]
+    key = "ab" + "0" * 30
+    dead, live = _dead_pid(), os.getppid()
+    dead_tmp = _debris(tmp_path, f".{key}.tmp-{host}-{dead}-0123abcd")
+    dead_old = _debris(tmp_path, f".{key}.old-{host}-{dead}-0123abce")
+    live_tmp = _debris(tmp_path, f".{key}.tmp-{host}-{live}-0123abcf")
+    other_host = _debris(tmp_path, f".{key}.tmp-otherhost-{dead}-0123abd0")
+    legacy_old = _debris(tmp_path, f".{key}.tmp-{dead}-0123abd1")
+    legacy_new = _debris(tmp_path, f".{key}.tmp-{dead}-0123abd2")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(legacy_old, (day_ago, day_ago))
+    entry = _debris(tmp_path, key)  # a real entry folder is never touched
+
+    StereoInputCache(tmp_path)  # opening the cache at the next start sweeps
+    assert not dead_tmp.exists() and not dead_old.exists() and not legacy_old.exists()
+    assert live_tmp.exists() and other_host.exists() and legacy_new.exists() and entry.exists()
+    # Once per process and root: a later open does not walk the cache again.
+    again = _debris(tmp_path, f".{key}.tmp-{host}-{dead}-0123abd3")
+    StereoInputCache(tmp_path)
+    assert again.exists()
+    assert again in StereoInputCache(tmp_path, sweep=False).sweep_orphans() and not again.exists()
+
+
+_KILLED_WRITER = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from test_stereo_cache import RECIPE, _clip
+from benchmark.stereo import cache as cache_module
+
+def stuck_writer(path, data):
+    with open(path, "xb") as handle:
+        handle.write(data[: len(data) // 2])
+    print("writing", flush=True)
+    time.sleep(600)
+
+cache_module._write_file = stuck_writer
+cache_module.StereoInputCache({root!r}).get_or_build(RECIPE, _clip)
+"""
+
+
+def test_kill_during_a_cache_write_then_the_next_start_sweeps_the_debris(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _KILLED_WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    debris = [p for p in tmp_path.rglob(".*.tmp-*") if p.is_dir()]
+    assert len(debris) == 1 and str(proc.pid) in debris[0].name
+    assert not list(tmp_path.rglob("meta.json"))
+
+    loader = _Loader(_clip())
+    cache = StereoInputCache(tmp_path)  # the next start
+    assert not debris[0].exists()
+    inp, _ = cache.get_or_build(RECIPE, loader)
+    assert loader.calls == 1 and cache.load(RECIPE.key()) is not None
+    assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]
+
+
+# ------------------------------------------------------------------ full disk
+
+
+def _full_disk_after(fraction):
+    """A writer that writes ``fraction`` of the data, then fails as a full disk does."""
+    import errno
+
+    def write(path, data):
+        with open(path, "xb") as handle:
+            handle.write(data[: int(len(data) * fraction)])
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    return write
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_full_disk_raises_a_clean_error_and_leaves_no_partial_entry(tmp_path, monkeypatch, fraction):
+    import errno
+
+    from benchmark.stereo import cache as cache_module
+    from benchmark.stereo.cache import CacheWriteError
+
+    cache = StereoInputCache(tmp_path)
+    other = replace(RECIPE, clip="c1")
+    kept, _ = cache.get_or_build(other, _Loader(_clip(seed=1)))  # an entry written before the disk filled
+    monkeypatch.setattr(cache_module, "_write_file", _full_disk_after(fraction))
+    loader = _Loader(_clip())
+    with pytest.raises(CacheWriteError) as info:
+        cache.get_or_build(RECIPE, loader)
+    error = info.value
+    assert isinstance(error, OSError) and isinstance(error, StereobenchError)
+    assert error.errno == errno.ENOSPC
+    message = str(error)
+    assert "\n" not in message and str(tmp_path) in message and "No space left on device" in message
+    assert "free space" in message
+    assert loader.calls == 1 and cache.builds == 1  # the failed build is not counted as stored
+    assert not cache.entry_dir(RECIPE.key()).exists()
+    assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no temporary folder left
+    monkeypatch.undo()
+    again = StereoInputCache(tmp_path, sweep=False)
+    assert torch.equal(again.load(other.key())[0].warped, kept.warped)  # nothing lost
+    again.get_or_build(RECIPE, loader)  # space freed: the same call now stores the entry
+    assert again.load(RECIPE.key()) is not None
+
+
+def test_full_disk_in_prepare_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from benchmark.stereo import cache as cache_module
+    from tests.badinput import assert_clean_error
+
+    cache = tmp_path / "cache"
+    argv = ["prepare", "--dataset", "synthetic", "--option", "num_clips=1", "--option", "size=32x48",
+            "--option", "num_frames=3", "--protocol", "native", "--cache", str(cache), "--no-preview"]
+    real_write = cache_module._write_file
+    monkeypatch.setattr(cache_module, "_write_file",
+                        lambda path, data: real_write(path, data) if path.name.startswith(".write-test")
+                        else _full_disk_after(0.5)(path, data))
+    assert_clean_error(argv, capsys, contains=[str(cache), "No space left on device"])
+    assert not list(cache.rglob("meta.json")) and not [p for p in cache.rglob(".*") if p.is_dir()]
+
+
+def test_cache_root_that_is_a_file_is_refused_before_work(tmp_path):
+    from benchmark.stereo.cache import CacheWriteError
+
+    root = tmp_path / "cache"
+    root.write_text("a file")
+    with pytest.raises(CacheWriteError, match="is a file"):
+        StereoInputCache(root).ensure_writable()
+    StereoInputCache(tmp_path / "fine").ensure_writable()
+    assert not list((tmp_path / "fine").iterdir())  # the probe is removed
