@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark.errors import StereobenchError
-from benchmark.stereo.video_io import (
+from benchmark.video_io import (
     iter_video, read_mask, read_video, write_frames, write_mask, write_video)
 
 
@@ -287,3 +287,205 @@ def test_resampling_ties_go_to_the_later_frame(tmp_path):
     assert _decoded_index(data.frames) == [math.ceil(1.5 * k) for k in range(data.num_frames)]
     shifted = read_video(path, fps=20, start_time=0.1)  # targets 0.1 + k / 20 s
     assert _decoded_index(shifted.frames) == [3 + math.ceil(1.5 * k) for k in range(shifted.num_frames)]
+
+
+# ---- frame sources -------------------------------------------------------------------------------
+
+def test_open_source_picks_one_source_per_type(tmp_path):
+    from PIL import Image
+
+    from benchmark.video_io import ContainerSource, ImageFolderSource, ImageSource, open_source
+
+    video = write_video(tmp_path / "v.mp4", _index_video(5), fps=10)
+    write_frames(tmp_path / "frames", _index_video(4))
+    Image.fromarray(np.full((6, 8), 40000, np.uint16)).save(tmp_path / "still.png")
+    sources = {name: open_source(tmp_path / name, folder_fps=12) for name in ("v.mp4", "frames", "still.png")}
+    assert isinstance(sources["v.mp4"], ContainerSource) and sources["v.mp4"].native_fps == pytest.approx(10)
+    assert sources["v.mp4"].frame_count == 5
+    assert isinstance(sources["frames"], ImageFolderSource) and sources["frames"].frame_count == 4
+    assert sources["frames"].native_fps == 12
+    assert isinstance(sources["still.png"], ImageSource)
+    # Source frames: the container's carry their decode index and presentation time.
+    frames = list(sources["v.mp4"].frames())
+    assert [f.index for f in frames] == list(range(5))
+    np.testing.assert_allclose([f.time for f in frames], np.arange(5) / 10, atol=1e-6)
+    # A still 16-bit image keeps its precision (FFmpeg's image decoder would give 8 bits).
+    still = read_video(tmp_path / "still.png")
+    assert still.frames.shape == (1, 3, 6, 8)
+    torch.testing.assert_close(still.frames, torch.full((1, 3, 6, 8), 40000 / 65535), atol=1e-7, rtol=0)
+    assert video.exists()
+
+
+def test_read_video_reports_the_source_index_of_every_output_frame(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", _index_video(30), fps=30)
+    data = read_video(path, fps=20)
+    # Independent of the resampler: the index recovered from the pixels is the source index.
+    assert data.source_indices.tolist() == _decoded_index(data.frames)
+    folder = write_frames(tmp_path / "frames", _index_video(12))
+    data = read_video(folder, fps=10, start_time=0.2, folder_fps=30)
+    assert data.source_indices.tolist() == _decoded_index(data.frames) == [6, 9]
+
+
+# ---- the streaming writer ------------------------------------------------------------------------
+
+def _reference_encode(path, video, fps):
+    """Independent reference: the pre-streaming writer's encode (all frames at once, PyAV)."""
+    from fractions import Fraction
+
+    av = pytest.importorskip("av")
+    frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "18", "preset": "medium"}
+        for arr in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_streaming_writer_equals_the_one_shot_encode(tmp_path):
+    from benchmark.video_io import VideoWriter
+
+    video = _smooth_video(t=10, h=48, w=64, seed=4)
+    with VideoWriter(tmp_path / "stream.mp4", fps=12) as writer:
+        writer.append(video[0])                        # one frame (3, H, W)
+        writer.append(video[1:4])                      # a float batch
+        writer.append((video[4:] * 255).round().to(torch.uint8))  # a uint8 batch
+    assert writer.frames_written == 10
+    streamed = read_video(tmp_path / "stream.mp4")
+    reference = read_video(_reference_encode(tmp_path / "ref.mp4", video, 12))
+    assert streamed.frames.shape == video.shape and streamed.fps == pytest.approx(12)
+    # Same encoder and settings: the decoded frames agree (in practice bit for bit; x264 may
+    # differ by a level across thread counts, hence the tolerance of two 8-bit steps).
+    assert float((streamed.frames - reference.frames).abs().max()) <= 2 / 255
+    assert _psnr(streamed.frames, video) > 35
+    raw = (tmp_path / "stream.mp4").read_bytes()
+    assert raw.find(b"moov") < raw.find(b"mdat")  # +faststart
+
+
+def test_streaming_writer_is_atomic(tmp_path):
+    from benchmark.video_io import VideoWriter
+
+    target = tmp_path / "out" / "right.mp4"
+    writer = VideoWriter(target, fps=10)
+    with writer:
+        writer.append(_smooth_video(t=3))
+        assert not target.exists()                          # nothing under the final name yet
+    assert target.exists() and not list(target.parent.glob(".*tmp*"))
+    assert read_video(target).num_frames == 3
+
+    failed = tmp_path / "out" / "failed.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(failed, fps=10) as writer:
+            writer.append(_smooth_video(t=3))
+            raise RuntimeError("boom")
+    assert not failed.exists() and not list(failed.parent.glob(".failed.mp4*"))
+    # An existing file is replaced only by a complete new one.
+    with pytest.raises(RuntimeError):
+        with VideoWriter(target, fps=10) as writer:
+            writer.append(_smooth_video(t=2))
+            raise RuntimeError("interrupted")
+    assert read_video(target).num_frames == 3
+
+
+def test_streaming_writer_keeps_no_frames(tmp_path):
+    """Bounded memory: appended frames are not referenced after append returns, and the encoded
+    data reaches the disk while frames are still arriving."""
+    import gc
+    import weakref
+
+    from benchmark.video_io import VideoWriter
+
+    with VideoWriter(tmp_path / "long.mp4", fps=30, preset="ultrafast") as writer:
+        refs = []
+        for k in range(240):
+            frame = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(k))
+            writer.append(frame)
+            refs.append(weakref.ref(frame))
+            del frame
+        gc.collect()
+        assert sum(ref() is not None for ref in refs) == 0
+        temp = next(tmp_path.glob(".long.mp4.tmp-*"))
+        # Muxed as it goes (noise frames: ~2.5 kB each; FFmpeg flushes in 256 kB blocks).
+        assert temp.stat().st_size > 250_000
+    assert read_video(tmp_path / "long.mp4").num_frames == 240
+
+
+def test_streaming_writer_peak_memory_is_far_below_the_video_size(tmp_path):
+    """Bounded memory: once the encoder's look-ahead is full (x264 holds about 60 frames), the
+    resident set stops growing; over the next 128 frames of 128x128 (25 MB as float32) it grows
+    by far less than those frames' size, where a writer that kept its frames would grow by all of it."""
+    psutil = pytest.importorskip("psutil")
+    from benchmark.video_io import VideoWriter
+
+    process = psutil.Process()
+    base = _smooth_video(t=1, h=128, w=128, seed=6)[0]  # smooth: cheap to encode, test stays fast
+    with VideoWriter(tmp_path / "big.mp4", fps=30, preset="ultrafast") as writer:
+        for k in range(64):
+            writer.append(base.roll(k, dims=-1))
+        start = peak = process.memory_info().rss
+        for k in range(64, 192):
+            writer.append(base.roll(k, dims=-1))
+            peak = max(peak, process.memory_info().rss)
+    streamed = 128 * base.numel() * 4
+    assert peak - start < streamed / 5, f"grew {(peak - start) / 2**20:.1f} MiB"
+    assert writer.frames_written == 192
+
+
+def test_streaming_mask_round_trip_is_exact(tmp_path):
+    from benchmark.video_io import VideoWriter
+
+    mask = torch.rand(7, 1, 15, 21, generator=torch.Generator().manual_seed(5)) > 0.6
+    with VideoWriter(tmp_path / "mask.mp4", fps=10, lossless=True, keep_size=True) as writer:
+        writer.append(mask[:2])
+        writer.append(mask[2:])
+    assert torch.equal(read_mask(tmp_path / "mask.mp4"), mask)
+
+
+@pytest.mark.parametrize("options, message", [
+    *[(dict(fps=fps), "fps") for fps in (0, -1, float("nan"), float("inf"), "ten", None, True)],
+    (dict(fps=10, crf=-1), "crf"), (dict(fps=10, crf=52), "crf"), (dict(fps=10, crf=2.5), "crf"),
+    (dict(fps=10, preset="fastest"), "Did you mean 'faster'"),
+])
+def test_streaming_writer_rejects_bad_options(tmp_path, options, message):
+    from benchmark.video_io import VideoWriter
+
+    with pytest.raises(StereobenchError, match=message):
+        VideoWriter(tmp_path / "x.mp4", **options)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("frames", [
+    torch.zeros(2, 4, 8, 8),        # 4 channels
+    torch.zeros(8, 8),              # no channel axis
+    torch.zeros(0, 3, 8, 8),        # no frames
+    np.zeros((2, 3, 8, 8)),         # not a tensor
+])
+def test_streaming_writer_rejects_bad_frames(tmp_path, frames):
+    from benchmark.video_io import VideoWriter
+
+    with pytest.raises(StereobenchError, match="must be a tensor|no frames"):
+        with VideoWriter(tmp_path / "x.mp4", fps=10) as writer:
+            writer.append(frames)
+    assert not list(tmp_path.iterdir())
+
+
+def test_streaming_writer_rejects_a_size_change_and_an_empty_close(tmp_path):
+    from benchmark.video_io import VideoWriter
+
+    with pytest.raises(StereobenchError, match="one size"):
+        with VideoWriter(tmp_path / "x.mp4", fps=10) as writer:
+            writer.append(torch.zeros(1, 3, 8, 8))
+            writer.append(torch.zeros(1, 3, 8, 10))
+    with pytest.raises(StereobenchError, match="no frames"):
+        with VideoWriter(tmp_path / "y.mp4", fps=10):
+            pass
+    assert not list(tmp_path.iterdir())
+    closed = VideoWriter(tmp_path / "z.mp4", fps=10)
+    closed.append(torch.zeros(1, 3, 8, 8))
+    closed.close()
+    with pytest.raises(StereobenchError, match="closed"):
+        closed.append(torch.zeros(1, 3, 8, 8))
