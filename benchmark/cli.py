@@ -12,9 +12,11 @@ Errors a user can fix (:class:`benchmark.errors.StereobenchError`) print as one 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 from benchmark.errors import StereobenchError
@@ -93,20 +95,57 @@ def main(argv: list[str] | None = None) -> int:
     except StereobenchError as exc:
         if os.environ.get("STEREOBENCH_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (a path with a newline, a library's text).
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except OSError as exc:
         # Disk full, permission denied, a vanished file: the environment's problem, not a bug.
         # Every writer in the suite is atomic, so what completed is kept.
         if os.environ.get("STEREOBENCH_DEBUG"):
             raise
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"error: {exc.strerror or exc}{where}; free space or fix permissions and rerun the same command "
-              f"(completed results are kept)", file=sys.stderr)
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; completed results are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free space there",
+    errno.EACCES: "permission denied: fix the permissions or choose another folder",
+    errno.EPERM: "operation not permitted: fix the permissions or choose another folder",
+    errno.EROFS: "the filesystem is read-only: choose a writable folder",
+    errno.EISDIR: "a folder is where a file must be written: remove or rename that folder, or choose another path",
+    errno.ENOTDIR: "a file is where a folder is needed: remove or rename that file, or choose another path",
+    errno.ENOENT: "it does not exist: check the path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+    errno.EEXIST: "it already exists: remove it or choose another path",
+}
+if hasattr(errno, "EDQUOT"):
+    _FIXES[errno.EDQUOT] = "the disk quota is exceeded: free space there"
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.\d+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _user_path(name: object) -> str | None:
+    """The path the user knows: a writer's temporary file ``.x.<pid>.<rand>.tmp`` names ``x``."""
+    if name is None:
+        return None
+    path = os.fsdecode(name) if isinstance(name, (bytes, os.PathLike)) else str(name)
+    head, tail = os.path.split(path)
+    match = _TEMP_NAME.match(tail)
+    return os.path.join(head, match["name"]) if match else path
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError of the environment: the real cause, the user's path and the fix,
+    e.g. ``Is a directory: results/runs/x/rows.jsonl; a folder is where a file must be written:
+    ...; then rerun the same command (completed results are kept)``."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    paths = [p for p in (_user_path(getattr(exc, "filename", None)), _user_path(getattr(exc, "filename2", None))) if p]
+    where = f": {' -> '.join(dict.fromkeys(paths))}" if paths else ""
+    fix = _FIXES.get(exc.errno, "fix the cause")
+    return f"{cause}{where}; {fix}, then rerun the same command (completed results are kept)"
 
 
 if __name__ == "__main__":  # pragma: no cover

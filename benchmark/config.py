@@ -18,23 +18,26 @@ Schema (every key optional; defaults shown)::
     metrics: [psnr, msssim, lpips_vgg, lpips_alex]
     regions: [full, inside, outside]
     scoring_protocols: [paper, strict]
-    device: auto              # auto (cuda if available) | cpu | cuda | cuda:1
+    device: auto              # auto (cuda if available) | cpu | cuda | cuda:1 | mps
     dtype: float32            # float32 | float16 | bfloat16 (what methods load in)
     seed: 0
-    warmup: auto              # warm-up calls per method before timing (auto: 1 on CUDA, 0 on CPU)
+    warmup: auto              # warm-up calls per method before timing (auto: 1 on CUDA, 0 on CPU; >= 0)
     save_videos: false        # write <out>/<run_id>/videos/<dataset>/<clip>/{left,warped,mask,gt,<method>}.mp4
     overwrite: only-missing   # only-missing | never | always  (see docs/runner.md)
     leaderboard: true         # build the leaderboard at the end
     title: null               # leaderboard title (default names the protocol and warp mode)
 
 Unknown keys are an error naming the key, with a did-you-mean hint: a typo never silently runs
-the defaults.
+the defaults. Values are checked here too (a device name, ``warmup`` >= 0, non-empty folders and
+lists); names that need a registry (metrics, methods and their options, datasets and clips) are
+checked by the runner's plan before any work (:mod:`benchmark.runner.plan`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +130,43 @@ class RunConfig(_Strict):
         items = [value] if isinstance(value, (str, dict)) else value
         return [{"name": v} if isinstance(v, str) else v for v in items]
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        text = value.strip().lower()
+        if not re.match(r"^(auto|cpu|cuda|cuda:\d+|mps)$", text):
+            hint = " (a GPU is spelled 'cuda')" if text.startswith("gpu") else ""
+            raise ValueError(f"unknown device {value!r}{hint}; use auto, cpu, cuda or cuda:N")
+        return text
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value):
+        if isinstance(value, int) and value < 0:
+            raise ValueError("warmup must be 0 or more calls, or auto")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _out(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("out must name a folder (default results/runs)")
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value):
+        if value is not None and not value.strip():
+            raise ValueError("cache must name a folder, or be null for the default")
+        return value
+
+    @field_validator("metrics", "regions", "scoring_protocols")
+    @classmethod
+    def _non_empty(cls, value):
+        if not value:
+            raise ValueError("must list at least one name")
+        return value
+
     def protocol_name_and_overrides(self) -> tuple[str, dict[str, Any]]:
         if isinstance(self.protocol, str):
             return self.protocol, {}
@@ -166,7 +206,10 @@ def _explain(exc: ValidationError, source: str) -> StereobenchError:
         model = _MODELS.get(parent, RunConfig)
         hint = did_you_mean(key, model.model_fields, "config key")
         return StereobenchError(f"{source}: {where}: {hint}")
-    return StereobenchError(f"{source}: config key {where!r}: {err.get('msg')} (got {err.get('input')!r})")
+    message = str(err.get("msg", "")).removeprefix("Value error, ")
+    shown = repr(err.get("input"))
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return StereobenchError(f"{source}: config key {where!r}: {message} (got {shown})")
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
@@ -186,10 +229,20 @@ def load_config(path: str | Path) -> RunConfig:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise StereobenchError(f"config file {path} is a folder; pass a YAML file such as configs/embedded.yaml")
     if not path.is_file():
         raise StereobenchError(f"config file {path} does not exist; see configs/embedded.yaml for an example")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StereobenchError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise StereobenchError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise StereobenchError(f"config file {path} holds NUL bytes (a binary file?); pass a YAML text file")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

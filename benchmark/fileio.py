@@ -6,6 +6,13 @@ are flushed and fsync'ed, and only then replace the destination with :func:`os.r
 Readers therefore see either the old file or the complete new one, never half of one; a
 failure at any point removes the temporary file and leaves the old destination untouched.
 
+Temporary files are named ``.<name>.<pid>.<random>.tmp``: a writer killed between creating and
+renaming one (SIGKILL, power loss) leaves it behind, and the pid in the name lets
+:func:`sweep_orphaned_temp_files` remove it later once that process is gone.
+
+Errors keep the user's path: an ``OSError`` raised while writing names the destination (not the
+temporary file), so the CLI's message points at what the user asked for.
+
 Example::
 
     from benchmark.fileio import atomic_write_json, file_sha256
@@ -15,14 +22,24 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "file_sha256"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "file_sha256", "pid_alive",
+           "sweep_orphaned_temp_files", "ENVIRONMENT_ERRNOS", "environment_error"]
+
+ENVIRONMENT_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, getattr(errno, "EDQUOT", None))
+    if code is not None)
+"""errno values that are the environment's fault (full disk or quota, permissions, read-only
+filesystem): a run stops on them instead of recording one error row per pair."""
 
 
 def _current_umask() -> int:
@@ -43,20 +60,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     ``KeyboardInterrupt``), in which case an existing destination keeps its old content.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The pid in the name lets a later process sweep it when this one dies mid-write.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (tmp, None):
+            # Name the user's file, not our temporary one (same errno, so the same subclass).
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
@@ -81,3 +104,65 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 probes without signalling)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def sweep_orphaned_temp_files(folder: str | os.PathLike, recursive: bool = False, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write_bytes` whose writer process is dead.
+
+    Only names of the form ``.<name>.<pid>.<random>.tmp`` are considered; a file is removed when
+    no process ``pid`` exists here AND it is older than ``min_age_s`` seconds (the grace period
+    protects a writer on another machine sharing the folder, whose pid means nothing here).
+    Returns the removed paths; errors (a file vanishing meanwhile) are ignored.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    candidates = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    removed = []
+    now = time.time()
+    for path in candidates:
+        match = _TEMP_NAME.match(path.name)
+        if match is None or pid_alive(int(match["pid"])):
+            continue
+        try:
+            if now - path.stat().st_mtime < min_age_s or not path.is_file():
+                continue
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def environment_error(exc: BaseException | None) -> OSError | None:
+    """The OSError of the environment (:data:`ENVIRONMENT_ERRNOS`) behind ``exc``, or None.
+
+    Walks ``__cause__`` / ``__context__``, since libraries wrap the OS error (a cache writer's
+    error, a video encoder's); a message saying "No space left on device" counts too, for
+    libraries that keep only the text.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            return exc
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(exc, "filename", None))
+        exc = exc.__cause__ or exc.__context__
+    return None

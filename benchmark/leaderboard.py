@@ -51,7 +51,13 @@ from benchmark.results import NA, timing_spec, write_text_atomic
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
-HEADLINE_TIMING = ("time_refine_s", "time_refine_s_per_frame", "peak_mem_bytes")
+HEADLINE_TIMING = ("time_refine_s", "time_refine_s_per_frame", "peak_mem_growth_bytes")
+"""Timing columns of the overall table. Memory is the refine call's GROWTH over the memory in
+use when it started (:mod:`benchmark.timing`): the absolute peak includes everything the process
+holds (on CPU ~3 GB of metric networks and caches for every method alike), so it cannot tell
+methods apart. Runs written before the growth existed (results schema 1) show the absolute
+peak instead, and the column header says which one it is."""
+MEMORY_FALLBACK = {"peak_mem_growth_bytes": "peak_mem_bytes"}
 PLOT_METRICS = ("psnr", "msssim", "lpips_vgg")
 
 
@@ -481,7 +487,9 @@ def overall_table(board: Board) -> Table:
     """Methods x full-frame quality metrics + headline timings + device + errors / skips."""
     protocol = board.headline_protocol()
     quality_metrics = board.quality_metrics("full", protocol) if protocol else []
-    timing_metrics = [m for m in HEADLINE_TIMING if any(k[1] == m for k in board.timing)]
+    present = {k[1] for k in board.timing}
+    timing_metrics = [m if m in present else MEMORY_FALLBACK.get(m, m) for m in HEADLINE_TIMING]
+    timing_metrics = [m for m in timing_metrics if m in present]
     if not any(k[1] == "time_refine_s" for k in board.timing):  # fall back to any per-clip phase time
         timing_metrics = [m for m in _timing_metrics(board) if not m.endswith("_per_frame")][:1] + timing_metrics
     headers = (["Method", "clips"] + [column_header(m, "quality") for m in quality_metrics]
@@ -502,6 +510,12 @@ def overall_table(board: Board) -> Table:
         rows.append(row)
     note = (f"Mean over clips [95% bootstrap interval]; full frame, scoring protocol `{protocol}`. "
             "Bold = best measured value of the column (direction from the metric's declaration).")
+    if "peak_mem_growth_bytes" in timing_metrics:
+        note += (" Peak memory growth = what the refine call needed above the memory in use when it started "
+                 "(CUDA allocation on GPU, resident set on CPU); the absolute peak is in the timing table.")
+    elif "peak_mem_bytes" in timing_metrics:
+        note += (" Peak memory here is the absolute peak during refine (older results without the growth "
+                 "figure): on CPU it includes everything the process holds.")
     counts = {board.n_clips[m] for m in board.methods if board.n_clips.get(m)}
     if len(counts) > 1:
         note += (" Methods scored different numbers of clips (errors): their means are over different clip "
@@ -531,8 +545,9 @@ def timing_table(board: Board) -> Table | None:
     rows = [[Cell(m)] + [Cell(format_stat(stats[x][m], x), m in best[x]) for x in metrics]
             + [Cell(board.devices.get(m, ""))] for m in methods]
     return Table(f"{board.title}: timings per phase", ["Method"] + [column_header(x, "timing") for x in metrics]
-                 + ["device"], rows, "After warm-up, device synchronised; peak memory is CUDA peak allocation on GPU, "
-                 "process peak RSS on CPU.")
+                 + ["device"], rows, "After warm-up, device synchronised. Peak memory growth: what the refine call "
+                 "needed above the memory in use when it started; peak memory (absolute): CUDA peak allocation on "
+                 "GPU, the process's peak resident set on CPU (models, caches and clips included).")
 
 
 def paper_table(board: Board) -> Table | None:
@@ -738,9 +753,9 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
             and size from the run manifests) and warp mode.
         manifests: ``{run_id: manifest}`` (:func:`benchmark.results.load_manifests`) for titles;
             default: read from ``results_root``.
-        results_root: folder of runs; enables the frame strip from saved videos
-            (``<root>/<run_id>/videos/<dataset>/<clip>/<name>.mp4``); default: the folder
-            :func:`benchmark.results.load_results` recorded in ``df.attrs``.
+        results_root: folder of runs, given explicitly (the frame is not asked where it came
+            from); enables the manifests' titles and the frame strip from saved videos, read
+            through :class:`benchmark.run_store.RunDir`. None: no manifests unless given, no strips.
         frame_loader: ``loader(dataset, clip, name) -> (H, W, 3) image or None``; overrides the
             video lookup (see :data:`benchmark.plots.FrameLoader`).
         plots: draw the plots (PNG + embedded in the HTML).
@@ -748,24 +763,29 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
 
     Returns ``{"markdown", "summary", "csv", "html", "plot:<board>:<kind>"...: path}``.
     """
-    out_dir = Path(out_dir)
-    attrs_root = getattr(df, "attrs", {}).get("results_root") if df is not None else None
-    if results_root is None and attrs_root:
-        results_root = attrs_root
-    if manifests is None and results_root is not None and df is not None and len(df):
-        from benchmark.results import MANIFEST_FILE
+    from benchmark.fileio import sweep_orphaned_temp_files
+    from benchmark.run_store import RunDir
 
+    out_dir = Path(out_dir)
+    if manifests is None and results_root is not None and df is not None and len(df):
         manifests = {}
         for run_id in sorted(set(df["run_id"])):
-            path = Path(results_root) / run_id / MANIFEST_FILE
             try:
-                manifests[run_id] = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
+                data = RunDir(results_root, run_id).read_manifest()
+            except StereobenchError:  # not a valid run id: no manifest to read
+                data = None
+            if data is not None:
+                manifests[run_id] = data
+    blocker = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise StereobenchError(f"cannot write the leaderboard to {out_dir}: {blocker} is a file; pass another --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StereobenchError(f"cannot create the leaderboard folder {out_dir}: {exc.strerror}; pass a writable --out")
+    # Temporary files of plots / tables whose writer was killed earlier: remove them now.
+    sweep_orphaned_temp_files(out_dir)
+    sweep_orphaned_temp_files(out_dir / "plots")
     boards = make_boards(df, manifests, n_resamples=n_resamples, seed=seed)
     page_title = title or "stereobench leaderboard"
     written: dict[str, Path] = {}
@@ -800,8 +820,8 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
                 from benchmark.plots import video_frame_loader
 
                 root = Path(results_root)
-                loader = video_frame_loader({m: root / r for m, r in board.runs.items()},
-                                            [root / r for r in sorted(set(board.runs.values()), reverse=True)])
+                loader = video_frame_loader({m: RunDir(root, r) for m, r in board.runs.items()},
+                                            [RunDir(root, r) for r in sorted(set(board.runs.values()), reverse=True)])
             board_plots = _board_plots(board, out_dir / "plots", loader)
             for kind, path in board_plots.items():
                 written[f"plot:{board.slug}:{kind}"] = path
@@ -821,7 +841,8 @@ def leaderboard_from_runs(results_root: str | os.PathLike = "results/runs", runs
                           out_dir: str | os.PathLike = "results/leaderboard", **kwargs: Any) -> dict[str, Path]:
     """Load runs (:func:`benchmark.results.load_results`) and :func:`build_leaderboard` them; what
     the runner calls at the end of a run and ``stereobench leaderboard`` runs."""
-    from benchmark.results import load_manifests, load_results
+    from benchmark.results import load_results
+    from benchmark.run_store import load_manifests
 
     df = load_results(results_root, runs)
     manifests = load_manifests(results_root, runs)

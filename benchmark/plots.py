@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # files only, never a display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmark.fileio import atomic_write_bytes  # noqa: E402
-from benchmark.results import video_path  # noqa: E402
+from benchmark.run_store import RunDir  # noqa: E402
 
 FrameLoader = Callable[[str, str, str], "np.ndarray | None"]
 """``loader(dataset, clip, name) -> (H, W, 3) float image in [0, 1] or None`` where ``name`` is a
@@ -152,11 +152,13 @@ def frame_strip(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], ou
     return _save(fig, out_path)
 
 
-def video_frame_loader(run_dirs: Mapping[str, str | os.PathLike], fallback_dirs: Sequence[str | os.PathLike] = (),
+def video_frame_loader(run_dirs: Mapping[str, RunDir | str | os.PathLike],
+                       fallback_dirs: Sequence[RunDir | str | os.PathLike] = (),
                        frame: str | int = "middle") -> FrameLoader:
-    """A :data:`FrameLoader` reading ``<run_dir>/videos/<dataset>/<clip>/<name>.mp4``.
+    """A :data:`FrameLoader` reading a run's saved videos through
+    :meth:`benchmark.run_store.RunDir.video_path` (``<run>/videos/<dataset>/<clip>/<name>.mp4``).
 
-    ``run_dirs`` maps a method to the run folder its numbers come from; inputs (left, warped,
+    ``run_dirs`` maps a method to the run (a RunDir or its folder) its numbers come from; inputs (left, warped,
     mask, gt) and methods without an entry are looked up in ``fallback_dirs`` in order. Returns
     the middle frame (or frame index ``frame``) as (H, W, 3) float in [0, 1]; None when absent or
     unreadable (the strip is then skipped or drawn without that panel).
@@ -164,7 +166,8 @@ def video_frame_loader(run_dirs: Mapping[str, str | os.PathLike], fallback_dirs:
     def load(dataset: str, clip: str, name: str) -> np.ndarray | None:
         candidates = ([run_dirs[name]] if name in run_dirs else []) + list(fallback_dirs)
         for run_dir in candidates:
-            path = video_path(run_dir, dataset, clip, name)
+            run = run_dir if isinstance(run_dir, RunDir) else RunDir.at(run_dir)
+            path = run.video_path(dataset, clip, name)
             if path.is_file():
                 try:
                     from benchmark.stereo.video_io import read_video

@@ -1,7 +1,8 @@
 """Provenance of a run: what code, packages, data, configuration and machine made its results.
 
 :func:`collect_provenance` gathers it; :class:`RunManifest` writes it as
-``results/runs/<run_id>/manifest.json``, atomically, at the start of a run (status
+``results/runs/<run_id>/manifest.json`` through :class:`benchmark.run_store.RunDir` (the one
+owner of run folders), atomically, at the start of a run (status
 ``"running"``) and again at the end (status ``"finished"`` or ``"failed"``, end time), so a
 killed run is recognisable by a manifest still saying ``"running"``.
 
@@ -28,7 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import MANIFEST_FILE, SCHEMA_VERSION, write_json_atomic
+from benchmark.errors import StereobenchError
+from benchmark.results import SCHEMA_VERSION
+from benchmark.run_store import MANIFEST_FILE, RunDir
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -221,8 +224,15 @@ class RunManifest:
         data.update(self.provenance)
         return data
 
+    def _run_dir(self) -> tuple[RunDir, int]:
+        """The run folder and rank this manifest file belongs to (``manifest-rank<k>.json``)."""
+        name = self.path.name
+        rank = int(name[len("manifest-rank"):-len(".json")]) if name.startswith("manifest-rank") else 0
+        return RunDir.at(self.path.parent), rank
+
     def write(self) -> Path:
-        return write_json_atomic(self.path, self.to_dict())
+        run, rank = self._run_dir()
+        return run.write_manifest(self.to_dict(), rank=rank)
 
     @classmethod
     def start(cls, run_dir: str | os.PathLike, run_id: str, provenance: dict[str, Any],
@@ -248,11 +258,13 @@ class RunManifest:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "RunManifest":
-        """Read an existing manifest (e.g. to resume a run and mark it finished later)."""
-        import json
-
-        path = Path(run_dir) / MANIFEST_FILE
-        data = json.loads(path.read_text(encoding="utf-8"))
+        """Read an existing manifest (e.g. to resume a run and mark it finished later); raises
+        StereobenchError when it is missing or unreadable."""
+        run = RunDir.at(run_dir)
+        path = run.manifest_path()
+        data = run.read_manifest()
+        if data is None or "run_id" not in data:
+            raise StereobenchError(f"manifest {path} is missing or unreadable; start a new run with --new")
         meta_keys = {"schema_version", "run_id", "status", "error", "extra"}
         provenance = {k: v for k, v in data.items() if k not in meta_keys}
         return cls(path, data["run_id"], provenance, status=data.get("status", "running"),

@@ -1,12 +1,8 @@
 """The results table: one long table of typed rows, written as JSON lines per run.
 
-Layout of a run (``<root>`` is ``results/runs`` by default)::
-
-    <root>/<run_id>/manifest.json          provenance (benchmark.provenance.RunManifest)
-    <root>/<run_id>/rows.jsonl             rows of a single-process run
-    <root>/<run_id>/rows-rank<k>.jsonl     rows of rank k of a sharded run (all are read and merged)
-    <root>/<run_id>/videos/<dataset>/<clip>/<name>.mp4   optional saved videos, ``name`` is a
-                                           method, or ``left``, ``warped``, ``mask``, ``gt``
+The run folder's layout (manifest, rows files, lock, saved videos) and everything about a run as a
+whole (listing, resume lookup, manifests) belong to :mod:`benchmark.run_store`; this module is the
+long table itself: rows, the crash-safe rows writer and the reader.
 
 Granularity: one :class:`ResultRow` per (run_id, method, dataset, clip, clip_protocol, warp_mode,
 kind, region, protocol, metric). ``kind`` says what the row is:
@@ -15,7 +11,9 @@ kind, region, protocol, metric). ``kind`` says what the row is:
   region (``full`` / ``inside`` / ``outside``) and one scoring protocol (``paper`` / ``strict``).
 - ``"timing"``: a named phase timing or memory figure of one (method, clip):
   ``time_<phase>_s`` (seconds for the clip), ``time_<phase>_s_per_frame`` (seconds per frame),
-  ``peak_mem_bytes``; region and protocol are ``"n/a"``. Directions are declared in
+  ``peak_mem_growth_bytes`` (what the method's refine call added over the memory in use when it
+  started) and ``peak_mem_bytes`` (the absolute peak during refine); region and protocol are
+  ``"n/a"``. Directions are declared in
   :data:`TIMING_SPECS` / :func:`timing_spec` (lower is better), never guessed.
 - ``"error"``: the method failed on this clip; ``error`` holds the message, ``metric`` names the
   phase that failed (``"error_refine"``...), ``value`` is None.
@@ -29,6 +27,9 @@ Writes are crash-safe: a batch of rows is one ``write()`` of complete lines on a
 ``O_APPEND``, then flushed and fsync'ed; a partially written last line (a killed writer, a full
 disk) is ignored when reading and reported once; identical keys are de-duplicated (the last one
 written wins) and reported.
+
+Schema versions: 1 had only ``peak_mem_bytes`` (the absolute peak, same meaning as now); 2 adds
+``peak_mem_growth_bytes``. Version-1 rows read unchanged (they simply have no growth row).
 
 Non-finite values are stored as the JSON strings ``"nan"``, ``"inf"``, ``"-inf"`` (strict JSON
 has no such numbers) and read back as floats.
@@ -62,12 +63,12 @@ from benchmark.metrics.spec import MetricSpec
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Version of :class:`ResultRow`; bump when a field changes meaning. Rows carry it."""
+SCHEMA_VERSION = 2
+"""Version of :class:`ResultRow`; bump when a field changes meaning. Rows carry it. 2: timing rows
+gained ``peak_mem_growth_bytes`` next to the absolute ``peak_mem_bytes``."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
-DEFAULT_ROOT = Path("results/runs")
 ROWS_FILE = "rows.jsonl"
-MANIFEST_FILE = "manifest.json"
 NA = "n/a"
 MARKER_METRIC = "pair_complete"
 
@@ -86,9 +87,14 @@ KEY_FIELDS: tuple[str, ...] = (
 _TIME_RE = re.compile(r"^time_(?P<phase>[a-z0-9]+)_s(?P<per_frame>_per_frame)?$")
 
 TIMING_SPECS: dict[str, MetricSpec] = {
+    "peak_mem_growth_bytes": MetricSpec(
+        "peak_mem_growth_bytes", "Peak memory growth", False, (0.0, None), "bytes",
+        "what the method's refine call needed above the memory in use when it started: CUDA peak "
+        "allocation minus the allocation at the start on GPU, peak RSS minus the RSS at the start on CPU"),
     "peak_mem_bytes": MetricSpec(
-        "peak_mem_bytes", "Peak memory", False, (0.0, None), "bytes",
-        "CUDA peak allocation on GPU, process peak RSS on CPU, during the method's refine call"),
+        "peak_mem_bytes", "Peak memory (absolute)", False, (0.0, None), "bytes",
+        "CUDA peak allocation on GPU, process peak RSS on CPU (everything the process holds: models, "
+        "caches, the clip), during the method's refine call"),
 }
 
 
@@ -187,6 +193,9 @@ class ResultRow:
     def from_dict(cls, data: Mapping[str, Any]) -> "ResultRow":
         kwargs = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         kwargs["value"] = _decode_float(kwargs.get("value"))
+        # Version-1 rows mean what version-2 rows mean (2 only added a timing metric), so they are
+        # read as written; the version they carry is kept.
+        kwargs.setdefault("schema_version", 1)
         return cls(**kwargs)
 
 
@@ -274,17 +283,16 @@ def skip_row(*, run_id: str, method: str, dataset: str, reason: str, clip: str =
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
-def new_run_id(now: datetime | None = None) -> str:
-    """A sortable, unique run id: UTC timestamp + 6 random hex digits, e.g. ``20250101-120000-3fa9c1``."""
-    now = now or datetime.now(timezone.utc)
-    return f"{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+def manifest_json(obj: Any) -> str:
+    """``obj`` as the indented, key-sorted, strict JSON text manifests are written in (non-finite
+    floats as strings, numpy/torch values as numbers and lists)."""
+    return json.dumps(_json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, fsync,
     ``os.replace``); readers see the old or the new file, never half of one."""
-    text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
-    return write_text_atomic(path, text)
+    return write_text_atomic(path, manifest_json(obj))
 
 
 def _json_default(obj: Any) -> Any:
@@ -320,9 +328,11 @@ def rows_files(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def video_path(run_dir: str | os.PathLike, dataset: str, clip: str, name: str) -> Path:
-    """Where a run saves a video: ``<run_dir>/videos/<dataset>/<clip>/<name>.mp4``; ``name`` is a
-    method name or ``left`` / ``warped`` / ``mask`` / ``gt``."""
-    return Path(run_dir) / "videos" / dataset / strip_dataset_prefix(dataset, clip) / f"{name}.mp4"
+    """Where a run saves a video: :meth:`benchmark.run_store.RunDir.video_path` (moved; this
+    wrapper is kept for old callers), never outside ``run_dir``."""
+    from benchmark.run_store import RunDir
+
+    return RunDir.at(run_dir).video_path(dataset, clip, name)
 
 
 class ResultsWriter:
@@ -514,21 +524,24 @@ def _clean(rows: list[ResultRow], rep: ReadReport) -> list[ResultRow]:
 
 
 def _report(rep: ReadReport) -> None:
-    if rep.broken_lines:
-        where = ", ".join(f"{p}:{n}" for p, n in rep.broken_lines[:5])
-        more = f" (+{len(rep.broken_lines) - 5} more)" if len(rep.broken_lines) > 5 else ""
-        message = (f"skipped {len(rep.broken_lines)} partially written or unreadable result line(s) at "
+    # One channel only (warnings): logging's last-resort handler AND warnings both printed every
+    # message to stderr, so each appeared twice.
+    broken = rep.broken_lines
+    if broken:
+        where = ", ".join(f"{p}:{n}" for p, n in broken[:5])
+        more = f" (+{len(broken) - 5} more)" if len(broken) > 5 else ""
+        message = (f"skipped {len(broken)} partially written or unreadable result line(s) at "
                    f"{where}{more}; complete rows are kept")
-        log.warning(message)
+        log.debug(message)
         warnings.warn(message, stacklevel=3)
     if rep.incomplete_rows:
         message = (f"skipped {rep.incomplete_rows} result row(s) of (method, clip) pairs whose writer stopped "
                    "before their completion marker; rerun the same command to resume them")
-        log.warning(message)
+        log.debug(message)
         warnings.warn(message, stacklevel=3)
     if rep.duplicates:
         message = f"merged {rep.duplicates} duplicate result row(s) (same key); the last written wins"
-        log.warning(message)
+        log.debug(message)
         warnings.warn(message, stacklevel=3)
     if rep.superseded_rows:
         log.info("%d result row(s) superseded by a newer complete batch of the same pair", rep.superseded_rows)
@@ -546,66 +559,41 @@ def _read_run(run_dir: Path, dedupe: bool, report: bool) -> tuple[list[ResultRow
     return rows, rep
 
 
-def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
-    """Run ids under ``root`` (folders with a rows file or a manifest), oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and (rows_files(p) or (p / MANIFEST_FILE).is_file()))
+# Run-level helpers moved to benchmark.run_store (the owner of run folders); kept here as thin
+# wrappers for old callers.
+def list_runs(root: str | os.PathLike = "results/runs") -> list[str]:
+    """:func:`benchmark.run_store.list_runs`."""
+    from benchmark.run_store import list_runs as _list_runs
+
+    return _list_runs(root)
 
 
-def resolve_runs(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | None = None) -> list[str]:
-    """The run ids to load: all under ``root``, or ``runs`` checked to exist (a unique prefix of a
-    run id is accepted; otherwise a did-you-mean error)."""
-    root = Path(root)
-    available = list_runs(root)
-    if not available:
-        raise StereobenchError(f"no runs found under {root}; run `stereobench run` (or `make benchmark`) first, "
-                               "or point --results at a folder of runs")
-    if not runs:
-        return available
-    resolved = []
-    for run_id in runs:
-        if run_id not in available:
-            # A unique prefix is enough (like git hashes): `--run 20250101-1200`.
-            matches = [r for r in available if r.startswith(run_id)]
-            if len(matches) != 1:
-                raise did_you_mean(run_id, matches or available, "run id")
-            run_id = matches[0]
-        resolved.append(run_id)
-    return list(dict.fromkeys(resolved))
+def resolve_runs(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None) -> list[str]:
+    """:func:`benchmark.run_store.resolve_runs`."""
+    from benchmark.run_store import resolve_runs as _resolve_runs
+
+    return _resolve_runs(root, runs)
 
 
-def load_manifests(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | None = None) -> dict[str, dict]:
-    """``{run_id: manifest dict}`` for the runs that have a readable manifest.json."""
-    root = Path(root)
-    out: dict[str, dict] = {}
-    for run_id in resolve_runs(root, runs):
-        path = root / run_id / MANIFEST_FILE
-        if path.is_file():
-            try:
-                out[run_id] = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                warnings.warn(f"unreadable manifest {path}; its run is loaded without provenance", stacklevel=2)
-    return out
+def load_manifests(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None) -> dict[str, dict]:
+    """:func:`benchmark.run_store.load_manifests`."""
+    from benchmark.run_store import load_manifests as _load_manifests
+
+    return _load_manifests(root, runs)
 
 
 def run_start_time(data: dict[str, Any] | None) -> float | None:
-    """UNIX time a run started, from its manifest: ``extra.started_unix`` (sub-second, written by
-    benchmark.runner) else ``started_at`` (ISO UTC, whole seconds); None when neither is there."""
-    data = data or {}
-    precise = (data.get("extra") or {}).get("started_unix")
-    if isinstance(precise, (int, float)):
-        return float(precise)
-    started = data.get("started_at")
-    if isinstance(started, str) and started:
-        try:
-            stamp = datetime.fromisoformat(started.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
-    return None
+    """:func:`benchmark.run_store.run_start_time`."""
+    from benchmark.run_store import run_start_time as _run_start_time
+
+    return _run_start_time(data)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """:func:`benchmark.run_store.new_run_id`."""
+    from benchmark.run_store import new_run_id as _new_run_id
+
+    return _new_run_id(now)
 
 
 def rows_to_frame(rows: Iterable[ResultRow]):
@@ -621,7 +609,7 @@ def rows_to_frame(rows: Iterable[ResultRow]):
     return frame
 
 
-def load_results(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | None = None,
+def load_results(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None,
                  include_markers: bool = False):
     """Every run under ``root`` (or only ``runs``) as ONE long pandas DataFrame.
 
@@ -634,21 +622,28 @@ def load_results(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] | N
     are dropped unless ``include_markers``. Leaderboards are pivots of this table; never pack
     several numbers into one cell.
 
-    ``frame.attrs["results_root"]`` records ``root`` (the leaderboard reads manifests and saved
-    videos from there). Partial last lines are skipped and reported once; rows of pairs cut before their completion
+    The leaderboard needs ``root`` for manifests and saved videos: pass it explicitly
+    (``build_leaderboard(..., results_root=root)``). Partial last lines are skipped and reported once; rows of pairs cut before their completion
     marker are dropped and reported; duplicate keys keep the last written row (reported).
     Raises StereobenchError when no runs exist or a requested run id is unknown.
     """
+    from benchmark.run_store import resolve_runs as _resolve_runs
+
     root = Path(root)
     all_rows: list[ResultRow] = []
     rep = ReadReport()
-    for run_id in resolve_runs(root, runs):
+    for run_id in _resolve_runs(root, runs):
         rows, run_rep = _read_run(root / run_id, dedupe=True, report=False)
         rep.merge(run_rep)
         all_rows.extend(r for r in rows if include_markers or r.kind != "marker")
     _report(rep)
-    frame = rows_to_frame(all_rows)
-    # Where the rows came from, so a leaderboard built from this frame finds the manifests
-    # (titles) and saved videos (frame strips) without being told again.
-    frame.attrs["results_root"] = str(root)
-    return frame
+    return rows_to_frame(all_rows)
+
+
+def __getattr__(name: str):
+    # Names of the run folder's layout moved to benchmark.run_store; old imports keep working.
+    if name in ("DEFAULT_ROOT", "MANIFEST_FILE"):
+        from benchmark import run_store
+
+        return getattr(run_store, name)
+    raise AttributeError(f"module 'benchmark.results' has no attribute {name!r}")

@@ -5,7 +5,7 @@ shared stereo input; it includes depth when the input needs a depth model, since
 datasets carry ground-truth disparity the ``depth`` phase is reported only when a depth source runs
 separately), ``refine`` (the method) and ``score`` (the metrics) -- and turns them into timing rows
 of the results table (:mod:`benchmark.results`): ``time_<phase>_s`` (seconds for the clip) and
-``time_<phase>_s_per_frame``, plus ``peak_mem_bytes``.
+``time_<phase>_s_per_frame``, plus ``peak_mem_growth_bytes`` and ``peak_mem_bytes``.
 
 Rules that make the numbers mean something:
 
@@ -16,14 +16,25 @@ Rules that make the numbers mean something:
   allocator growth). :meth:`PhaseTimer.measure` can run a callable ``warmup`` times untimed first;
   the runner warms each method up once, on its first clip (``warmup: auto`` = once on CUDA,
   not at all on CPU, where there is little to warm and the extra call costs real time).
-- Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at
-  the start of the tracked phase: the tensor memory that phase needed at most (not the cache the
-  allocator keeps). On CPU under Linux the kernel's peak-RSS counter (``VmHWM``) is reset at the
-  start of the phase by writing ``5`` to ``/proc/self/clear_refs`` and read back at its end, so
-  the figure is the process's peak resident set size DURING the phase (it includes what the
-  process already held: models, the clip, caches). Where that reset is not available (other
-  systems, restricted /proc) it falls back to ``ru_maxrss``, a lifetime high-water mark that
-  never goes down, and the phase is flagged by :func:`per_phase_peak_rss_supported`.
+- Peak memory, two figures per tracked phase:
+
+  * ``peak_mem_growth_bytes`` (what the leaderboard shows): how far memory rose above what was in
+    use when the phase started. It tells methods apart: a CPU process holding ~3 GB of LPIPS
+    networks, caches and clips reports ~3 GB of absolute peak for ``left-copy`` and for a
+    diffusion model alike, but the growth is ~0 for the first and the model's working memory
+    for the second.
+  * ``peak_mem_bytes``: the absolute peak during the phase (everything the process holds).
+
+  On CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the start of
+  the phase (the tensor memory, not the cache the allocator keeps); growth subtracts
+  ``memory_allocated`` at the start. On CPU under Linux the kernel's peak-RSS counter (``VmHWM``)
+  is reset to the current RSS at the start of the phase by writing ``5`` to
+  ``/proc/self/clear_refs`` and read back at its end; growth subtracts ``VmRSS`` at the start.
+  Pages the allocator reuses (freed earlier, not returned to the OS) do not count as growth,
+  which is what "new memory the phase needed" means for the OS. Where that reset is not available
+  (other systems, restricted /proc) the absolute figure falls back to ``ru_maxrss``, a lifetime
+  high-water mark that never goes down, the growth to that mark's rise during the phase (a lower
+  bound), and :func:`per_phase_peak_rss_supported` says so.
 """
 
 from __future__ import annotations
@@ -87,6 +98,18 @@ def current_peak_rss_bytes() -> int | None:
     return None
 
 
+def current_rss_bytes() -> int | None:
+    """``VmRSS`` of this process in bytes (resident now), or None where /proc is unavailable."""
+    try:
+        with open(_STATUS) as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def per_phase_peak_rss_supported() -> bool:
     """Whether CPU peak memory can be measured per phase here (resettable ``VmHWM``)."""
     return current_peak_rss_bytes() is not None and reset_peak_rss()
@@ -113,6 +136,7 @@ class PhaseTimer:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.seconds: dict[str, float] = {}
         self.peak_memory_bytes: int | None = None
+        self.peak_memory_growth_bytes: int | None = None
 
     @property
     def on_cuda(self) -> bool:
@@ -120,13 +144,18 @@ class PhaseTimer:
 
     @contextmanager
     def phase(self, name: str, track_memory: bool = False) -> Iterator[None]:
-        """Time the body as phase ``name`` (synchronised); with ``track_memory`` record its peak."""
+        """Time the body as phase ``name`` (synchronised); with ``track_memory`` record its peak
+        and its growth over the memory in use at the start (see the module docstring)."""
         resettable = False
+        baseline = 0
         if track_memory and self.on_cuda:
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            baseline = torch.cuda.memory_allocated(self.device)
         elif track_memory:
             resettable = reset_peak_rss()
+            # After the reset VmHWM == VmRSS; without it, growth is the lifetime mark's rise.
+            baseline = (current_rss_bytes() if resettable else None) or process_peak_rss_bytes()
         synchronize(self.device)
         start = time.perf_counter()
         try:
@@ -140,6 +169,7 @@ class PhaseTimer:
                 else:
                     peak = (current_peak_rss_bytes() if resettable else None) or process_peak_rss_bytes()
                 self.peak_memory_bytes = max(self.peak_memory_bytes or 0, int(peak))
+                self.peak_memory_growth_bytes = max(self.peak_memory_growth_bytes or 0, max(0, int(peak) - int(baseline)))
 
     def record(self, name: str, seconds: float) -> None:
         """Add ``seconds`` to phase ``name``."""
@@ -155,19 +185,27 @@ class PhaseTimer:
         return result
 
     def timing_metrics(self, frames: int | None = None) -> dict[str, float]:
-        """``{"time_<phase>_s": s, "time_<phase>_s_per_frame": s / frames, "peak_mem_bytes": b}``."""
+        """``{"time_<phase>_s": s, "time_<phase>_s_per_frame": s / frames, "peak_mem_growth_bytes": g,
+        "peak_mem_bytes": b}`` (memory only when a phase tracked it)."""
         out: dict[str, float] = {}
         for name, seconds in self.seconds.items():
             out[f"time_{name}_s"] = seconds
             if frames:
                 out[f"time_{name}_s_per_frame"] = seconds / frames
+        if self.peak_memory_growth_bytes is not None:
+            out["peak_mem_growth_bytes"] = float(self.peak_memory_growth_bytes)
         if self.peak_memory_bytes is not None:
             out["peak_mem_bytes"] = float(self.peak_memory_bytes)
         return out
 
 
 def resolve_warmup(warmup: int | str, device: torch.device | str) -> int:
-    """``"auto"`` -> 1 on CUDA, 0 elsewhere; an int is returned as is."""
+    """``"auto"`` -> 1 on CUDA, 0 elsewhere; a non-negative int is returned as is (a negative one
+    is an error: the config refuses it, and silently clamping it hid typos)."""
     if warmup == "auto":
         return 1 if torch.device(device).type == "cuda" else 0
-    return max(0, int(warmup))
+    if int(warmup) < 0:
+        from benchmark.errors import StereobenchError
+
+        raise StereobenchError(f"warmup must be 0 or more calls (or auto), got {warmup}")
+    return int(warmup)

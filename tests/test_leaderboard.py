@@ -243,7 +243,7 @@ def test_boards_never_mix_data_revisions_or_protocol_settings_and_newest_is_by_s
     assert len(set(titles)) == 4 and len({b.slug for b in boards}) == 4
     assert "rev-B" in by_methods[("perceptual",)].title and "8 frames" in by_methods[("slow-bad",)].title
     assert "protocol settings" in by_methods[("padded",)].title
-    written = build_leaderboard(frame, tmp_path / "lb", plots=False, n_resamples=50)
+    written = build_leaderboard(frame, tmp_path / "lb", plots=False, n_resamples=50, results_root=root)
     markdown = written["markdown"].read_text()
     for board in boards:
         assert f"## {board.title}\n" in markdown
@@ -285,7 +285,7 @@ def test_html_is_self_contained_with_embedded_plots_and_frame_strips(tmp_path):
     from benchmark.results import load_results
 
     # As the runner calls it: the frame remembers its results folder (manifests, saved videos).
-    written = build_leaderboard(load_results(root), tmp_path / "lb", n_resamples=100)
+    written = build_leaderboard(load_results(root), tmp_path / "lb", n_resamples=100, results_root=root)
     kinds = {key.rsplit(":", 1)[-1] for key in written if key.startswith("plot:")}
     assert kinds == {"scatter", "distribution", "strip"}
     page = written["html"].read_text()

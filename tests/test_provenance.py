@@ -11,7 +11,8 @@ from importlib import metadata
 import pytest
 
 from benchmark.provenance import RunManifest, collect_provenance, cpu_model, git_info, package_versions
-from benchmark.results import MANIFEST_FILE, SCHEMA_VERSION
+from benchmark.results import SCHEMA_VERSION
+from benchmark.run_store import MANIFEST_FILE
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
 

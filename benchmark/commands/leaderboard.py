@@ -31,7 +31,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.results import DEFAULT_ROOT
+from benchmark.run_store import DEFAULT_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,11 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from benchmark.errors import StereobenchError
     from benchmark.leaderboard import build_leaderboard
-    from benchmark.results import load_manifests, load_results
+    from benchmark.results import load_results
+    from benchmark.run_store import load_manifests
 
     if args.resamples < 1:
         raise StereobenchError(f"--resamples must be at least 1, got {args.resamples}")
+    if args.resamples > 1_000_000:
+        raise StereobenchError(f"--resamples {args.resamples} is far more than a 95% interval needs; use 2000 "
+                               "(the default) to 100000")
+    if not args.out.strip():
+        raise StereobenchError("--out must name a folder for the leaderboard")
+    if any(not r.strip() for r in args.run):
+        raise StereobenchError("--run got an empty run id; give run ids or unique prefixes of them")
     root = Path(args.results)
+    if root.exists() and not root.is_dir():
+        raise StereobenchError(f"results folder {root} is a file; pass the folder that holds the runs "
+                               f"(default {DEFAULT_ROOT})")
     if not root.is_dir():
         raise StereobenchError(f"results folder {root} does not exist; run `stereobench run` (or `make benchmark`) "
                                "first, or pass --results DIR")

@@ -22,7 +22,15 @@ run that finished with errors, the same command retries only the failed pairs in
 --overwrite always|never|only-missing to choose what happens to pairs that already have results.
 Flags override the config file's keys.
 
-Output: results/runs/<run_id>/{manifest.json, rows*.jsonl, leaderboard/, videos/}.
+One owner per run: a second process on the same run (the same --run-id, or the same command
+started twice) refuses with a line naming the owner's pid and host; --wait makes it wait for the
+owner to finish instead. A lock left by a process that died is taken over.
+
+A full disk, missing permissions or a read-only filesystem under the run folder or the input
+cache stops the run with one line; completed pairs are kept and the same command resumes.
+
+Output: results/runs/<run_id>/{manifest.json, rows*.jsonl, leaderboard/, videos/} (layout:
+results/README.md).
 See docs/runner.md for the config schema, adding a method and sharding.
 """
 
@@ -52,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to do with pairs that already have results (default only-missing)")
     parser.add_argument("--run-id", help="run id to create or continue ('latest' = newest run)")
     parser.add_argument("--new", action="store_true", help="start a new run even if an unfinished one matches")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another process owns the run, wait for it to finish instead of refusing")
     parser.add_argument("--out", help="folder of runs (default results/runs)")
     parser.add_argument("--cache", help="folder of the stereo-input cache (default: $STEREOBENCH_CACHE or the suite's)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
@@ -100,6 +110,6 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.runner import run_benchmark
 
     config = build_config(args)
-    summary = run_benchmark(config, shard=args.shard, fresh=args.new, progress=not args.no_progress,
-                            argv=["stereobench", *sys.argv[1:]])
+    summary = run_benchmark(config, shard=args.shard, fresh=args.new, wait=args.wait,
+                            progress=not args.no_progress, argv=["stereobench", *sys.argv[1:]])
     return 1 if summary.errors else 0
