@@ -89,3 +89,27 @@ def test_prepare_help_teaches():
     text = build_parser("prepare")._subparsers._group_actions[0].choices["prepare"].format_help()
     for needle in ("--dataset", "--protocol", "--warp", "--clips", "--cache", "--preview", "Examples"):
         assert needle in text
+
+
+def test_preview_png_shows_the_requested_frame(tmp_path):
+    """--preview-frame K writes panel frame K (not a clamped neighbour); out of range is an error."""
+    import torch
+    from PIL import Image
+
+    from benchmark.commands.prepare import preview_panels, write_preview
+    from benchmark.errors import StereobenchError
+    from benchmark.types import StereoInput
+
+    g = torch.Generator().manual_seed(0)
+    t, h, w = 3, 24, 32
+    left = torch.rand(t, 3, h, w, generator=g)
+    inp = StereoInput(left=left, warped=torch.rand(t, 3, h, w, generator=g), mask=torch.rand(t, 1, h, w, generator=g) > 0.8,
+                      disparity=torch.zeros(t, 1, h, w), clip_id="x/c", fps=5.0, params={"warp": "shared"})
+    panels = preview_panels(inp, None)
+    for k in range(t):
+        png, _ = write_preview(inp, None, tmp_path, f"f{k}", frame=k)
+        expected = (panels[k].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        assert np.array_equal(np.asarray(Image.open(png)), expected)
+    with pytest.raises(StereobenchError, match="0..2"):
+        write_preview(inp, None, tmp_path, "bad", frame=3)
+    assert not (tmp_path / "bad.png").exists()

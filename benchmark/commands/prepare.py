@@ -3,8 +3,9 @@
 For every clip: load it (native size and rate), apply the clip protocol (frames, fps, resize,
 centre crop), forward-warp the left view with the ground-truth disparity (the shared warp, or a
 method's native warp), close the hole mask, and store the StereoInput in the on-disk cache under
-a content hash of the clip identity and every parameter. A later `stereobench run` (or a second
-`prepare`) finds it there. For a person to check the inputs, each clip also gets
+the key of its input recipe (dataset name and revision, clip, protocol, depth source, warp; see
+docs/stereo.md). A later `stereobench run` (or a second `prepare`, or training) finds it there,
+however the dataset folder was spelled. For a person to check the inputs, each clip also gets
 
   <preview>/<clip>.png   one frame: left | warped right | hole mask | ground-truth right
   <preview>/<clip>.mp4   the same four panels for every frame (H.264, plays in browsers)
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "is made inside it when several datasets are given")
     parser.add_argument("--no-preview", action="store_true", help="only build the cache, write no preview")
     parser.add_argument("--preview-frame", type=int, default=None, metavar="K",
-                        help="frame shown in the PNG preview (default: the middle frame)")
+                        help="frame shown in the PNG preview, 0 .. frames-1 of the protocol (default: the middle frame)")
 
 
 # --------------------------------------------------------------------------------------------
