@@ -286,3 +286,38 @@ def test_reproduce_command_round_trips_every_option(tmp_path):
     assert cli.options_from_args(args) == opts
     assert cli.options_from_args(parser.parse_args(shlex.split(reproduce_command(["x.csv"], AnalysisOptions()))[2:])) \
         == AnalysisOptions()
+
+
+# ----------------------------------------------------------------------------- import weight of the schema
+
+_STATISTICS = ("scipy", "statsmodels", "pingouin", "scikit_posthocs", "matplotlib", "torch")
+_ANALYSIS_MODULES = ("aggregate", "bootstrap", "cli", "io", "models", "pairwise", "pipeline", "power", "quality",
+                     "rankings", "report", "simulate")
+
+
+def _modules_after_import(module: str) -> set[str]:
+    """sys.modules of a fresh interpreter after ``import module`` (nothing cached from this one)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"import sys, {module}; print('\\n'.join(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in _STATISTICS
+                  or m in {f"study_app.analysis.{name}" for name in _ANALYSIS_MODULES})
+
+
+def test_schema_imports_no_statistics_in_a_fresh_interpreter():
+    # The Streamlit app imports the response schema; it must not pay for scipy/statsmodels.
+    loaded = _modules_after_import("study_app.analysis.schema")
+    assert "pandas" in loaded and "study_app.analysis.schema" in loaded
+    assert _heavy(loaded) == []
+    # The check can fail: the statistics modules do pull these in.
+    heavy = _heavy(_modules_after_import("study_app.analysis.rankings"))
+    assert "scipy" in heavy and "study_app.analysis.bootstrap" in heavy
