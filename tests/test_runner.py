@@ -22,6 +22,7 @@ from benchmark.results import read_rows
 from benchmark.runner import run_benchmark
 from methods.base import Method, MethodMeta
 from methods.registry import METHODS
+from tests.badinput import assert_clean_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PROTOCOL = {"name": "quick", "num_frames": 4, "short_side": 192, "crop": [192, 192]}
@@ -362,3 +363,128 @@ def test_overwrite_always_replaces_the_saved_video_of_a_recomputed_pair(tmp_path
     # the video shows the output the rows now describe, not the first run's
     assert abs(float(read_video(path).frames.mean()) - 0.8) < 0.02
     assert not list(path.parent.glob(".*tmp*"))  # the atomic write left no temporary file
+
+
+# ---------------------------------------------------------------------------------------------
+# Bug 1: a folder dataset given by its absolute path; nothing is written outside the run / cache
+# ---------------------------------------------------------------------------------------------
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_folder_dataset_by_absolute_path_writes_nothing_there_and_rows_use_spec_name(tmp_path):
+    import numpy as np
+
+    from benchmark.datasets import get_dataset
+    from benchmark.run_store import RunDir
+    from benchmark.video_io import write_frames
+
+    data = tmp_path / "my videos"  # the user's folder (with a space, as users' folders have)
+    rng = torch.Generator().manual_seed(0)
+    write_frames(data / "street_left", torch.rand((2, 3, 32, 48), generator=rng))
+    write_frames(data / "street_right", torch.rand((2, 3, 32, 48), generator=rng))
+    np.save(data / "street_disparity.npy", np.full((2, 32, 48), 3.0, dtype=np.float32))
+    before = _listing(data)
+    spec_name = get_dataset(str(data)).spec.name
+    out, cache = tmp_path / "runs-x", tmp_path / "cache"
+    code = main(["run", "--dataset", str(data.resolve()), "--method", "left-copy", "--save-videos",
+                 "--metrics", "psnr", "--protocol", "native", "--device", "cpu", "--out", str(out),
+                 "--cache", str(cache), "--no-progress", "--no-leaderboard"])
+    assert code == 0
+    assert _listing(data) == before  # not one file added, removed or touched in the user's folder
+    run = RunDir.at(next(out.iterdir()))
+    rows = run.read_rows(report=False)
+    assert rows and {r.dataset for r in rows} == {spec_name} and not spec_name.startswith("/")
+    # the saved videos are inside the run, found again under the rows' names
+    saved = run.saved_videos()
+    assert {v.name for v in saved} >= {"left", "warped", "mask", "gt", "left-copy"}
+    assert {(v.dataset, v.clip) for v in saved} == {(spec_name, "street")}
+    assert all(v.path.resolve().is_relative_to(run.path.resolve()) for v in saved)
+    # and nothing else was written anywhere under tmp_path but the run folder and the cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["my videos", "runs-x", "cache"])
+    manifest = run.read_manifest()
+    assert list(manifest["datasets"]) == [spec_name]
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment's failures stop the run with one line, resumably
+# ---------------------------------------------------------------------------------------------
+def test_full_disk_under_the_input_cache_stops_with_one_line_and_resumes(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from benchmark.run_store import RunDir
+    from benchmark.stereo.cache import StereoInputCache
+
+    calls = {"n": 0}
+    real_store = StereoInputCache.store
+
+    def full_disk(self, key, *args, **kwargs):
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "entry"))
+
+    monkeypatch.setattr(StereoInputCache, "store", full_disk)
+    cache = tmp_path / "cache"
+    argv = ["run", "--dataset", "synthetic", "--option", "num_clips=2", "--option", "size=192",
+            "--option", "num_frames=4", "--method", "left-copy", "--method", "warp-only", "--metrics", "psnr",
+            "--protocol", "quick", "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache", str(cache),
+            "--no-progress", "--no-leaderboard"]
+    line = assert_clean_error(argv, capsys, contains=["disk is full", str(cache), "rerun the same command"])
+    assert "Traceback" not in line
+    assert calls["n"] == 1  # stopped at the first failure: no warp redone per method or clip
+    run = RunDir.at(next((tmp_path / "runs").iterdir()))
+    assert not [r for r in run.read_rows(report=False) if r.kind == "error"]  # no error rows
+    assert run.status().value == "failed"
+    monkeypatch.setattr(StereoInputCache, "store", real_store)
+    assert main(argv) == 0  # the same command resumes the same run and finishes it
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.run_id]
+    assert len(run.completed_pairs(include_errors=False)) == 4 and run.status().value == "finished"
+
+
+def test_full_disk_while_saving_a_video_stops_the_run(tmp_path, monkeypatch):
+    import errno
+
+    import benchmark.runner.pair as pair
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pair, "save_video", full_disk)
+    config = tiny_config(tmp_path, methods=["left-copy"], metrics=["psnr"], leaderboard=False, save_videos=True)
+    with pytest.raises(OSError) as info:
+        run_benchmark(config, progress=False, echo=lambda s: None)
+    assert info.value.errno == errno.ENOSPC
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert not [r for r in read_rows(run_dir, report=False) if r.kind == "error"]
+
+
+@pytest.mark.parametrize("code, contains", [
+    ("ENOSPC", "disk is full"), ("EACCES", "permission"), ("EROFS", "read-only"), ("EISDIR", "a folder is where"),
+])
+def test_cli_names_the_users_path_and_the_real_cause(tmp_path, monkeypatch, capsys, code, contains):
+    import errno
+
+    import benchmark.commands.run as run_command
+
+    target = tmp_path / "runs" / "r" / "rows.jsonl"
+
+    def failing(args):
+        from benchmark.fileio import atomic_write_bytes
+
+        real_replace = os.replace
+
+        def replace(src, dst):
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            atomic_write_bytes(target, b"x")
+        finally:
+            monkeypatch.setattr(os, "replace", real_replace)
+
+    monkeypatch.setattr(run_command, "run", failing)
+    from tests.badinput import assert_clean_error as check
+
+    line = check(["run"], capsys, contains=[contains, str(target)])
+    assert ".tmp" not in line  # the user's file, not our temporary one
+    if code != "ENOSPC":
+        assert "free space" not in line
