@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from benchmark.errors import StereobenchError
+from benchmark.errors import did_you_mean
 from benchmark.stereo.input import StereoInput
-from methods.base import Method, MethodMeta
+from methods.base import Method, MethodMeta, MethodOptions
 
 _BASELINE_LICENCE = "Apache-2.0 (this suite)"
 
@@ -344,16 +345,16 @@ class OpenCVInpaint(Method):
 
     ALGORITHMS = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
 
-    def __init__(self, seed: int = 0, algorithm: str = "telea", radius: float = 3.0, **options):
-        super().__init__(seed=seed, **options)
-        if algorithm not in self.ALGORITHMS:
-            from benchmark.errors import did_you_mean
+    class Options(MethodOptions):
+        algorithm: str = Field("telea", description="'telea' (Telea 2004 fast marching) or 'ns' (Navier-Stokes)")
+        radius: float = Field(3.0, gt=0, description="neighbourhood radius of the inpainting, pixels")
 
-            raise did_you_mean(algorithm, self.ALGORITHMS, "opencv-inpaint algorithm")
-        if radius <= 0:
-            raise StereobenchError(f"opencv-inpaint radius must be > 0 pixels, got {radius}")
-        self.algorithm = algorithm
-        self.radius = float(radius)
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed=seed, **options)
+        if self.config.algorithm not in self.ALGORITHMS:
+            raise did_you_mean(self.config.algorithm, self.ALGORITHMS, "opencv-inpaint algorithm")
+        self.algorithm = self.config.algorithm
+        self.radius = float(self.config.radius)
 
     def refine(self, inp: StereoInput) -> torch.Tensor:
         import cv2
@@ -383,19 +384,25 @@ class TemporalFill(Method):
     """Fill holes from the same background seen in other frames; background-fill elsewhere.
 
     Options: ``max_offset`` (frames searched either side, default: whole clip),
-    ``min_separation`` (pixels of disparity, default 1.0).
+    ``min_separation`` (pixels of disparity, default 1.0), ``motion_compensation`` (default on).
     """
 
     meta = _meta("temporal-fill", "Temporal fill",
                  "hole pixels copy the same pixel from the nearest frame where it shows background "
                  "(disparity-checked), else background-fill; assumes a static-ish camera")
 
-    def __init__(self, seed: int = 0, max_offset: int | None = None, min_separation: float = 1.0,
-                 motion_compensation: bool = True, **options):
+    class Options(MethodOptions):
+        max_offset: int | None = Field(None, ge=0, description="largest frame distance searched (None: the whole clip)")
+        min_separation: float = Field(1.0, ge=0, description="disparity gap (pixels) below which a hole's two "
+                                      "neighbours are one surface")
+        motion_compensation: bool = Field(True, description="follow the global image motion (camera pan) "
+                                          "between frames")
+
+    def __init__(self, seed: int = 0, **options):
         super().__init__(seed=seed, **options)
-        self.max_offset = max_offset
-        self.min_separation = float(min_separation)
-        self.motion_compensation = bool(motion_compensation)
+        self.max_offset = self.config.max_offset
+        self.min_separation = float(self.config.min_separation)
+        self.motion_compensation = self.config.motion_compensation
 
     def refine(self, inp: StereoInput) -> torch.Tensor:
         out, _ = temporal_fill(inp.warped.float(), inp.mask, inp.disparity.float(),

@@ -1,4 +1,13 @@
-"""Lazy registry of method adapters: name -> "module:Class".
+"""Lazy registry of methods: name -> "module:attr" of an adapter class or a :class:`MethodEntry`.
+
+An entry is either a :class:`~methods.base.Method` subclass (its ``meta`` on the class, e.g. the
+baselines) or a :class:`~methods.meta.MethodEntry` record: metadata + loader + loader_kwargs +
+CLI hooks, which is how variants are declared (``m2svid-no-full-attention`` is the M2SVid adapter
+with ``full_attention=False`` and its own weights). Either way::
+
+    METHODS[name](seed=S, **options)   # an adapter; unknown options are a one-line error
+    METHODS.meta(name)                 # its MethodMeta (records: without importing torch)
+    METHODS.entry(name)                # its MethodEntry (variants: loader_kwargs, cli_hooks)
 
 Third-party packages add methods through the ``stereobench.methods`` entry-point group in their
 own pyproject.toml, without editing the suite::
@@ -7,9 +16,63 @@ own pyproject.toml, without editing the suite::
     my-method = "my_package.adapter:MyMethod"
 """
 
-from benchmark.registry import LazyRegistry
+from __future__ import annotations
 
-METHODS = LazyRegistry(
+from typing import Any
+
+from benchmark.registry import CliHook, LazyRegistry
+from methods.meta import MethodEntry, MethodMeta
+
+
+class MethodRegistry(LazyRegistry):
+    """:class:`LazyRegistry` whose targets may be :class:`MethodEntry` records (variants)."""
+
+    def entry(self, name: str) -> MethodEntry:
+        """The registry entry of ``name``; a plain adapter class is wrapped as one (no kwargs, no hooks)."""
+        target = self.target(name)
+        if isinstance(target, MethodEntry):
+            return target
+        meta = getattr(target, "meta", None)
+        if not isinstance(meta, MethodMeta):
+            from benchmark.errors import StereobenchError
+
+            raise StereobenchError(f"method {name!r} points to {self.path(name)!r}, which is neither a Method class "
+                                   f"with a MethodMeta `meta` nor a MethodEntry; fix the registration")
+        return MethodEntry(meta=meta, loader=self.path(name))
+
+    def meta(self, name: str) -> MethodMeta:
+        """The metadata of ``name``: read from the record (no torch import) or the class."""
+        return self.entry(name).meta
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._cache:
+            return self._cache[name]
+        target = self.target(name)
+        cls = target.adapter_class() if isinstance(target, MethodEntry) else target
+        self._cache[name] = cls
+        return cls
+
+    def cli_hooks(self, command: str) -> list[CliHook]:
+        """Every hook for ``command`` declared by a registered method, in name order.
+
+        Entries that cannot be imported are skipped here (``stereobench weights`` and ``run``
+        report them); a hook name claimed twice keeps the first.
+        """
+        from benchmark.errors import StereobenchError
+
+        hooks: dict[str, CliHook] = {}
+        for name in self.names():
+            try:
+                entry = self.entry(name)
+            except StereobenchError:
+                continue
+            for hook in entry.cli_hooks:
+                if hook.command == command:
+                    hooks.setdefault(hook.name, hook)
+        return list(hooks.values())
+
+
+METHODS = MethodRegistry(
     "method",
     {
         "left-copy": "methods.baselines:LeftCopy",
@@ -17,8 +80,30 @@ METHODS = LazyRegistry(
         "opencv-inpaint": "methods.baselines:OpenCVInpaint",
         "background-fill": "methods.baselines:BackgroundFill",
         "temporal-fill": "methods.baselines:TemporalFill",
-        "m2svid": "methods.m2svid:M2SVid",
-        "m2svid-no-full-attention": "methods.m2svid:M2SVidNoFullAttention",
+        "m2svid": "methods.m2svid:M2SVID",
+        "m2svid-no-full-attention": "methods.m2svid:M2SVID_NO_FULL_ATTENTION",
     },
     entry_point_group="stereobench.methods",
 )
+
+
+def weights_entries(names: list[str] | None = None) -> list:
+    """One :class:`benchmark.weights.WeightsEntry` per method (all, or ``names``): declared weights and
+    whether they are present. A broken adapter becomes an entry with ``error`` set, never hides the
+    others. Unknown ``names`` raise the registry's did-you-mean error."""
+    from benchmark.weights import WeightsEntry, WeightsStatus
+
+    for name in names or []:
+        METHODS.path(name)  # did-you-mean before any work
+    entries = []
+    for name in names or METHODS.names():
+        entry = WeightsEntry(kind="method", name=name)
+        try:
+            meta = METHODS.meta(name)
+            entry.display_name, entry.specs = meta.display_name, tuple(meta.weights)
+            entry.status = METHODS[name]().weights_status()
+        except Exception as exc:  # one broken adapter must not hide the others
+            entry.status = WeightsStatus(present=False)
+            entry.error = f"{type(exc).__name__}: {exc}"
+        entries.append(entry)
+    return entries

