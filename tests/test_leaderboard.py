@@ -336,3 +336,34 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert err.startswith("error: no runs found") and err.count("\n") == 0
     assert main(["leaderboard", "--results", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_overall_table_shows_memory_growth_and_old_rows_the_absolute_peak(tmp_path):
+    """Schema-2 rows carry the refine call's memory growth next to the absolute peak; the overall
+    table shows the growth and says so. Schema-1 rows (only the absolute peak) still read, and the
+    table then says that it shows the absolute peak."""
+    import dataclasses
+
+    new = pair_rows(run_id="r-new", method="m", dataset="synthetic", clip="c", clip_protocol="quick",
+                    quality=[{"metric": "psnr", "value": 20.0}],
+                    timings={"time_refine_s": 1.0, "peak_mem_growth_bytes": 3 * 2**20, "peak_mem_bytes": 3000 * 2**20})
+    summary = build_leaderboard(rows_to_frame(new), tmp_path / "new", plots=False, n_resamples=10)["summary"]
+    text = summary.read_text()
+    header = _header_row(text, ": overall")
+    assert "Peak memory growth ↓ (MiB)" in header and "absolute" not in header
+    assert _cell(_table_rows(text, ": overall")["m"], header, "Peak memory growth ↓ (MiB)").strip("*") == "3.000"
+    assert "Peak memory growth = what the refine call needed" in text
+    old = [dataclasses.replace(r, schema_version=1) for r in pair_rows(
+        run_id="r-old", method="m", dataset="synthetic", clip="c", clip_protocol="quick",
+        quality=[{"metric": "psnr", "value": 20.0}], timings={"time_refine_s": 1.0, "peak_mem_bytes": 3000 * 2**20})]
+    writer = ResultsWriter(tmp_path / "runs" / "r-old")
+    writer.append(old)
+    from benchmark.results import load_results
+
+    frame = load_results(tmp_path / "runs")
+    assert set(frame["schema_version"]) == {1}
+    text = build_leaderboard(frame, tmp_path / "old", plots=False, n_resamples=10,
+                             results_root=tmp_path / "runs")["summary"].read_text()
+    header = _header_row(text, ": overall")
+    assert "Peak memory (absolute) ↓ (MiB)" in header
+    assert "absolute peak during refine" in text

@@ -39,3 +39,37 @@ def test_cpu_peak_memory_is_per_phase_not_lifetime():
     peak = timer.timing_metrics()["peak_mem_bytes"]
     assert peak >= during - MB  # the phase's own 100 MB are in the figure
     assert peak < lifetime - 150 * MB  # the earlier 400 MB are not
+
+
+def _touch(n_bytes: int) -> np.ndarray:
+    """n_bytes of fresh memory, every page written (so it is resident)."""
+    block = np.empty(n_bytes, dtype=np.uint8)
+    block[::4096] = 1
+    return block
+
+
+@pytest.mark.skipif(not per_phase_peak_rss_supported(), reason="no resettable VmHWM on this system")
+def test_cpu_memory_growth_is_what_the_phase_allocated_whatever_the_process_holds():
+    held = _touch(400 * MB)  # the process is big before the phases (like LPIPS nets and caches)
+    timer = PhaseTimer()
+    with timer.phase("refine", track_memory=True):
+        work = _touch(200 * MB)
+        del work
+    grew = timer.timing_metrics()
+    assert 180 * MB <= grew["peak_mem_growth_bytes"] <= 240 * MB
+    assert grew["peak_mem_bytes"] >= 580 * MB  # the absolute peak includes what the process held
+    idle = PhaseTimer()
+    with idle.phase("refine", track_memory=True):
+        total = int(held[::4096].sum())  # reads only, allocates ~nothing
+    quiet = idle.timing_metrics()
+    assert quiet["peak_mem_growth_bytes"] < 10 * MB
+    assert quiet["peak_mem_bytes"] >= 400 * MB  # ...while the process is still big
+    assert total == held.size // 4096 + (held.size % 4096 > 0)
+    del held
+
+
+def test_negative_warmup_is_an_error_not_a_clamp():
+    from benchmark.errors import StereobenchError
+
+    with pytest.raises(StereobenchError, match="warmup"):
+        resolve_warmup(-1, "cpu")
