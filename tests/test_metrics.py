@@ -261,8 +261,10 @@ def test_metric_call_convenience():
     mask = _holes()
     sel = mask.expand(-1, 3, -1, -1)
     expected = peak_signal_noise_ratio(gt[sel].numpy(), pred[sel].numpy(), data_range=1.0)
-    assert METRICS["psnr"](pred, gt, mask, region="inside", protocol="strict") == pytest.approx(expected, abs=1e-5)
-    assert np.isclose(METRICS["psnr"](pred, gt), peak_signal_noise_ratio(gt.numpy(), pred.numpy(), data_range=1.0))
+    assert METRICS["psnr"].compute(pred, gt, mask, region="inside", protocol="strict") == pytest.approx(
+        expected, abs=1e-5)
+    assert np.isclose(METRICS["psnr"].compute(pred, gt), peak_signal_noise_ratio(gt.numpy(), pred.numpy(),
+                                                                                 data_range=1.0))
 
 
 def test_ground_truth_features_are_computed_once_per_clip(monkeypatch):
