@@ -13,10 +13,11 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 from skimage.metrics import peak_signal_noise_ratio
 
 from benchmark.errors import StereobenchError
-from benchmark.metrics import METRICS, Scorer, get_metric, score_videos
+from benchmark.metrics import METRICS, Scorer, get_metric, score_videos, validate_metric_names
 from benchmark.metrics import functional as fn
+from benchmark.metrics.base import Metric, Record
 from benchmark.metrics.lpips_weights import FIX_COMMAND, weight_path
-from benchmark.metrics.spec import METRIC_SPECS
+from benchmark.metrics.spec import METRIC_SPECS, SCORING_PROTOCOLS, MetricSpec
 
 T, H, W = 4, 176, 176  # MS-SSIM needs > 160 px
 
@@ -322,3 +323,141 @@ def test_paper_protocol_matches_packages_on_whitened_copies():
         assert _value(rows, "msssim", region, "paper")["value"] == pytest.approx(ref_3d, abs=2e-6)
         assert _value(rows, "msssim_2d", region, "paper")["value"] == pytest.approx(ref_2d, abs=2e-6)
         assert _value(rows, "lpips_alex", region, "paper")["value"] == pytest.approx(ref_lpips, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# the registry: adding a metric is one class plus one registry line
+
+
+class ToyMAE(Metric):
+    """A metric defined only here: mean absolute error over the frame or a region's pixels
+    (strict only; the paper protocol is left to the Scorer's "not reported" rule)."""
+
+    spec = MetricSpec("toy_mae", "Toy MAE", False, (0.0, 1.0), description="test-only metric")
+    prepared = 0
+
+    def prepare(self, reference):
+        type(self).prepared += 1
+        return {"gt_mean": float(reference.gt.mean())}
+
+    def score(self, prediction, state, regions, scoring_protocols):
+        reference = prediction.reference
+        error = (prediction.video - reference.gt).abs()
+        records = self.full_frame(float(error.mean()), scoring_protocols, note=f"gt mean {state['gt_mean']:.3f}")
+        for region in reference.strict_regions(regions, scoring_protocols):
+            mask = reference.mask(region).expand_as(error)
+            records.append(Record(region, "strict", float(error[mask].mean())))
+        return records
+
+
+class NeedsLeft(ToyMAE):
+    spec = MetricSpec("toy_needs_left", "Toy needing the left view", False, (0.0, 1.0), needs_left=True)
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    # The real registry, restored afterwards; registering is the only step a new metric needs.
+    monkeypatch.setattr(METRICS, "_paths", dict(METRICS._paths))
+    monkeypatch.setattr(METRICS, "_cache", dict(METRICS._cache))
+    METRICS.register("toy_mae", "tests.test_metrics:ToyMAE")
+    METRICS.register("toy_needs_left", "tests.test_metrics:NeedsLeft")
+    ToyMAE.prepared = 0
+    return METRICS
+
+
+def test_a_new_metric_is_one_class_plus_one_registry_line(toy_registry):
+    pred, gt = _pair(seed=11)
+    mask = _holes()
+    assert METRIC_SPECS["toy_mae"] is ToyMAE.spec and "toy_mae" in METRIC_SPECS
+    scorer = Scorer(metrics=["psnr", "toy_mae", "toy_needs_left"], device="cpu")
+    reference = scorer.prepare_reference(gt, mask)
+    assert ToyMAE.prepared == 1  # the ground-truth side once per clip ...
+    rows = scorer.score(pred, reference)
+    scorer.score(pred, reference)
+    assert ToyMAE.prepared == 1  # ... not once per method
+    error = (pred - gt).abs().numpy()
+    sel = mask.expand(-1, 3, -1, -1).numpy()
+    assert _value(rows, "toy_mae", "full", "paper")["value"] == pytest.approx(error.mean(), rel=1e-5)
+    assert _value(rows, "toy_mae", "full", "strict")["note"] == f"gt mean {float(gt.mean()):.3f}"
+    assert _value(rows, "toy_mae", "inside", "strict")["value"] == pytest.approx(error[sel].mean(), rel=1e-5)
+    assert _value(rows, "toy_mae", "outside", "strict")["value"] == pytest.approx(error[~sel].mean(), rel=1e-5)
+    paper = _value(rows, "toy_mae", "inside", "paper")
+    assert math.isnan(paper["value"]) and "does not report" in paper["note"]
+    # the declared input is absent: NaN with a note naming it, and the family never runs
+    needs_left = [r for r in rows if r["metric"] == "toy_needs_left"]
+    assert len(needs_left) == 6 and all(math.isnan(r["value"]) and "left view" in r["note"] for r in needs_left)
+    assert [r["metric"] for r in rows] == ["psnr"] * 6 + ["toy_mae"] * 6 + ["toy_needs_left"] * 6
+    # the existing metrics are untouched by the new one
+    assert [r["value"] for r in rows if r["metric"] == "psnr"] == [
+        r["value"] for r in score_videos(pred, gt, mask, metrics=["psnr"], device="cpu")]
+
+
+def test_empty_region_rule_applies_to_every_metric(toy_registry):
+    pred, gt = _pair(seed=12)
+    rows = score_videos(pred, gt, torch.zeros(T, 1, H, W, dtype=torch.bool), metrics=["toy_mae"], device="cpu")
+    inside = [r for r in rows if r["region"] == "inside"]
+    assert all(math.isnan(r["value"]) and "empty" in r["note"] for r in inside)
+    assert math.isfinite(_value(rows, "toy_mae", "outside", "strict")["value"])
+
+
+def test_metric_specs_keep_declaration_order_and_need_no_torch():
+    import subprocess
+    import sys
+
+    assert list(METRIC_SPECS)[:7] == ["psnr", "msssim", "msssim_2d", "lpips_vgg", "lpips_alex",
+                                      "stereo_consistency", "temporal_stability"]
+    assert SCORING_PROTOCOLS == ("paper", "strict")
+    code = ("import sys; from benchmark.metrics.spec import METRIC_SPECS; "
+            "assert [s.higher_is_better for s in METRIC_SPECS.values()][0] is True; "
+            "import benchmark.metrics; from benchmark.metrics import METRICS; METRICS['lpips_vgg'].spec; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # reading metadata (the leaderboard) must not import torch
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["psnr"], ["psnr"]),
+    ("psnr,msssim", ["psnr", "msssim"]),
+    (["lpips_vgg", "psnr", "lpips_vgg"], ["lpips_vgg", "psnr"]),
+    (["psnr, msssim_2d", "temporal_stability"], ["psnr", "msssim_2d", "temporal_stability"]),
+])
+def test_validate_metric_names_accepts(names, expected):
+    assert validate_metric_names(names) == expected
+
+
+@pytest.mark.parametrize("names, match", [
+    (["psnrr"], "Did you mean 'psnr'"),
+    (["lpips_vg"], "Did you mean 'lpips_vgg'"),
+    (["psnr", "msssim3d"], "Did you mean 'msssim"),
+    (["PSNR"], "unknown metric 'PSNR'"),
+    ([], "no metric given"),
+    ([""], "no metric given"),
+    ([3], "must be strings"),
+    (None, "list of names"),
+])
+def test_validate_metric_names_rejects(names, match):
+    with pytest.raises(StereobenchError, match=match) as info:
+        validate_metric_names(names)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch size"),
+    ({"batch_size": -3}, "batch size"),
+    ({"batch_size": 2.5}, "batch size"),
+    ({"regions": ["insde"]}, "Did you mean 'inside'"),
+    ({"scoring_protocols": ["stric"]}, "Did you mean 'strict'"),
+    ({"device": "gpu"}, "device"),
+    pytest.param({"device": "cuda"}, "no", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+    ({"device": "cuda:99"}, "cuda"),
+])
+def test_scorer_rejects_bad_settings_before_work(kwargs, match):
+    with pytest.raises(StereobenchError, match=match):
+        Scorer(metrics=["psnr"], **kwargs)
+
+
+def test_old_protocols_keyword_is_the_scoring_protocols():
+    pred, gt = _pair(seed=13)
+    old = score_videos(pred, gt, _holes(), metrics=["psnr"], protocols=("strict",), device="cpu")
+    new = score_videos(pred, gt, _holes(), metrics=["psnr"], scoring_protocols=("strict",), device="cpu")
+    assert old == new and {r["protocol"] for r in new} == {"strict"}

@@ -92,6 +92,11 @@ class Scorer:
             self.device = torch.device(device) if device is not None else default_device()
         except (RuntimeError, TypeError) as exc:
             raise StereobenchError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise StereobenchError(f"device {str(device)!r} needs a CUDA GPU and none is available; use --device cpu")
+        if self.device.type == "cuda" and self.device.index is not None and self.device.index >= torch.cuda.device_count():
+            raise StereobenchError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) "
+                                   f"present; use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
         self.batch_size = _positive_int(batch_size, "batch size (frames per network call)")
         self.feature_dtype = feature_dtype
         self.progress = progress
@@ -170,10 +175,11 @@ class Scorer:
                 torch.cuda.synchronize(self.device)
             self.last_timings[name] = time.perf_counter() - start
             computed = {(r.region, r.scoring): (r.value, r.note) for r in records}
+            not_reported = f"{name} does not report this region and scoring protocol"
             for region in self.regions:
                 empty = region != "full" and reference.is_empty(region)
                 for protocol in self.scoring_protocols:
-                    value, note = computed.get((region, protocol), (math.nan, missing))
+                    value, note = computed.get((region, protocol), (math.nan, missing or not_reported))
                     value = float(value)
                     if math.isnan(value) and note is None:
                         note = "undefined for this input (empty region in every frame)"
