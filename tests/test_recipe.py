@@ -270,3 +270,23 @@ def test_prepare_then_run_hits_the_cache_for_a_folder_dataset(folder_dataset, tm
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("folder-videos"))
     assert row.split()[2:4] == ["1", "1"] and builds.calls == 1
     assert len(list(cache.rglob("meta.json"))) == 1
+
+
+@pytest.mark.parametrize("warp", ["shared", "svg"])
+def test_load_input_equals_the_stage_composed_by_hand(warp):
+    """What training used to do by hand (protocol, warp, closing, zero holes) is what
+    load_input returns, so moving training onto the recipe changes no sample."""
+    from benchmark.stereo import get_warp
+    from benchmark.stereo.protocol import apply_protocol
+    from benchmark.stereo.warp import close_hole_mask
+
+    dataset = synthetic()
+    protocol = get_protocol("quick", num_frames=3, short_side=32, crop=(32, 40))
+    inp, gt_right = load_input(dataset, make_recipe(dataset, "scene-001", protocol, warp=warp))
+    clip = apply_protocol(dataset.load_clip("scene-001"), protocol)
+    warped, hole = get_warp(warp)(clip.left.float(), clip.disparity.float())
+    mask = close_hole_mask(hole, protocol.hole_mask_closing)
+    assert torch.equal(inp.mask, mask)
+    assert torch.equal(inp.warped, warped.masked_fill(mask, 0.0).clamp(0, 1))
+    assert torch.equal(inp.left, clip.left.float()) and torch.equal(gt_right, clip.right.float())
+    assert inp.fps == clip.fps == 5.0 and inp.params["warp"] == warp

@@ -32,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import atomic_write_bytes
 
 WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
 DEFAULT_PREVIEW_ROOT = Path("results") / "previews"
@@ -120,10 +122,10 @@ def write_preview(inp, gt_right: torch.Tensor | None, folder: Path, name: str, f
         raise StereobenchError(f"preview frame {frame} is outside the clip's frames 0..{panels.shape[0] - 1}")
     k = panels.shape[0] // 2 if frame is None else int(frame)
     png = folder / f"{name}.png"
-    tmp = folder / f".{name}.png.tmp"
     image = (panels[k].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(png)
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="PNG")
+    atomic_write_bytes(png, encoded.getvalue())  # a kill leaves no half PNG and no stray temp name
     mp4 = write_video(folder / f"{name}.mp4", panels, fps=float(inp.fps))
     return png, Path(mp4)
 
