@@ -7,8 +7,8 @@ never downloads:
 
 - a **local** file or folder (any existing path);
 - a **Hugging Face cache id** (``"org/name"``, optional ``subfolder`` and ``revision``): looked
-  up in the local HF cache only (``huggingface_hub``'s ``local_files_only`` lookups, with the
-  cache folder read from ``$HF_HUB_CACHE`` / ``$HF_HOME`` at call time);
+  up in the local HF cache only (``huggingface_hub.scan_cache_dir``, which reads the cache
+  folder and nothing else; the folder comes from ``$HF_HUB_CACHE`` / ``$HF_HOME`` at call time);
 - a **URL** (``https://...``): the file must already have been downloaded into
   :func:`weights_root` (under its file name); when the spec pins a SHA-256 the file is hashed and
   compared, and a mismatch is an error naming the file and the fix.
@@ -224,24 +224,43 @@ def resolve_weights(source: str | os.PathLike, *, revision: str | None = None, s
 
 
 def _resolve_hub(repo_id: str, revision: str | None, subfolder: str | None, what: str, fix: str) -> Path:
-    """A cached snapshot folder of ``repo_id`` at ``revision`` (``local_files_only``: no network)."""
-    from huggingface_hub import snapshot_download
+    """A cached snapshot folder of model repo ``repo_id`` at ``revision``, read from the cache only.
+
+    ``revision`` may be a ref (``"main"``, a tag) or a commit hash (a prefix of at least 7 hex
+    digits is enough); None means ``"main"``. Uses ``huggingface_hub.scan_cache_dir``, which only
+    reads the cache folder: no network call can happen.
+    """
+    from huggingface_hub import scan_cache_dir
 
     cache = hf_cache_dir()
     at = f"@{revision}" if revision else ""
+    get = (f"; this suite does not download: run `huggingface-cli download {repo_id}"
+           f"{f' --revision {revision}' if revision else ''}` where the hub is reachable{fix}")
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=str(cache), local_files_only=True))
-    except Exception as exc:  # LocalEntryNotFoundError and friends: not cached at that revision
-        raise StereobenchError(
-            f"{what}: {repo_id}{at} is not in the Hugging Face cache {cache} ({type(exc).__name__}); this suite does "
-            f"not download: run `huggingface-cli download {repo_id}"
-            f"{f' --revision {revision}' if revision else ''}` where the hub is reachable{fix}"
-        ) from None
+        info = scan_cache_dir(cache) if cache.is_dir() else None
+    except Exception:  # CacheNotFound, or an unreadable folder: nothing cached there for us
+        info = None
+    repo = next((r for r in (info.repos if info else ()) if r.repo_id == repo_id and r.repo_type == "model"), None)
+    if repo is None:
+        raise StereobenchError(f"{what}: {repo_id} is not in the Hugging Face cache {cache}{get}")
+    wanted = revision or "main"
+    found = [r for r in repo.revisions if wanted in r.refs]
+    if not found:  # a commit hash, whole or a prefix of at least 7 digits
+        found = [r for r in repo.revisions if r.commit_hash == wanted.lower()
+                 or (len(wanted) >= 7 and r.commit_hash.startswith(wanted.lower()))]
+    if not found and revision is None and len(repo.revisions) == 1:
+        found = list(repo.revisions)  # one snapshot and no "main" ref (e.g. downloaded at a commit)
+    if not found:
+        have = ", ".join(sorted({*(ref for r in repo.revisions for ref in r.refs),
+                                 *(r.commit_hash[:12] for r in repo.revisions)})) or "none"
+        raise StereobenchError(f"{what}: {repo_id}{at} is not in the Hugging Face cache {cache} (cached revisions: "
+                               f"{have}){get}")
+    folder = Path(found[0].snapshot_path)
     if subfolder:
         folder = folder / subfolder
         if not folder.exists():
             raise StereobenchError(f"{what}: the cached snapshot of {repo_id}{at} has no {subfolder!r} "
-                                   f"({folder}); download the whole repository{fix}")
+                                   f"({folder}){get}")
     return folder
 
 
