@@ -224,8 +224,30 @@ def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConf
         raise _explain(exc, source) from None
 
 
+def _strict_loader():
+    """PyYAML's SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently, so a repeated ``datasets:`` would drop the first list without a word)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice; keep one", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file (UTF-8; a key given twice is an error)."""
     import yaml
 
     path = Path(path)
@@ -242,7 +264,7 @@ def load_config(path: str | Path) -> RunConfig:
     if "\x00" in text:
         raise StereobenchError(f"config file {path} holds NUL bytes (a binary file?); pass a YAML text file")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
