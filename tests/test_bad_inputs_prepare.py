@@ -237,6 +237,3 @@ def test_prepare_good_folder_dataset_for_contrast(base_video, capsys, tmp_path):
                  "--no-preview"]) == 0
     assert len(list((tmp_path / "c").rglob("meta.json"))) == 1
 
-
-def test_case_count():
-    assert len(ARGUMENT_CASES) + 1 + 6 + len(FOLDER_CASES) >= 35
