@@ -13,7 +13,8 @@ import torch
 from scipy.ndimage import map_coordinates
 
 from benchmark.datasets import get_dataset
-from benchmark.datasets.middlebury import MiddleburyMotorcycle, load_pair
+from benchmark.datasets.disparity_fill import fill_disparity_from_background
+from benchmark.datasets.middlebury import MiddleburyMotorcycle, filled_disparity, load_pair
 from benchmark.errors import StereobenchError
 
 
@@ -46,10 +47,13 @@ def test_pair_conventions_disparity_of_left_view():
     assert good > bad + 6.0, (good, bad)
 
 
-def test_clip_windows_cut_the_same_place_in_all_three_arrays():
-    ds = MiddleburyMotorcycle()
+@pytest.mark.parametrize("fill", [False, True])
+def test_clip_windows_cut_the_same_place_in_all_three_arrays(fill):
+    ds = MiddleburyMotorcycle(fill_disparity=fill)
     assert ds.clip_names() == ["pan-right", "pan-left", "square"]
     left, right, disparity, _ = load_pair()
+    if fill:
+        disparity, filled = filled_disparity()
     for name in ds.clip_names():
         clip = ds.load_clip(name)
         cols = ds.window_columns(name)
@@ -61,6 +65,10 @@ def test_clip_windows_cut_the_same_place_in_all_three_arrays():
             assert np.array_equal((clip.left[t].permute(1, 2, 0).numpy() * 255).round(), left[top:top + h, x0:x0 + w])
             assert np.array_equal((clip.right[t].permute(1, 2, 0).numpy() * 255).round(), right[top:top + h, x0:x0 + w])
             np.testing.assert_array_equal(clip.disparity[t, 0].numpy(), disparity[top:top + h, x0:x0 + w])
+            if fill:
+                np.testing.assert_array_equal(clip.disparity_filled[t, 0].numpy(), filled[top:top + h, x0:x0 + w])
+            else:
+                assert clip.disparity_filled is None
     steps = np.diff(ds.window_columns("pan-right"))
     assert (steps == 8).all() and (np.diff(ds.window_columns("pan-left")) == -8).all()
 
@@ -69,7 +77,9 @@ def test_clip_frames_keep_the_convention_in_window_coordinates():
     clip = MiddleburyMotorcycle(num_frames=4, step=20).load_clip("pan-left")
     for t in range(4):
         left_f = clip.left[t].permute(1, 2, 0).numpy()
-        sampled, valid = sample_right_at(clip.right[t].permute(1, 2, 0).numpy(), clip.disparity[t, 0].numpy(), -1.0)
+        # The convention is about measured disparity: filled pixels (estimates) are left out.
+        measured = np.where(clip.disparity_filled[t, 0].numpy(), np.nan, clip.disparity[t, 0].numpy())
+        sampled, valid = sample_right_at(clip.right[t].permute(1, 2, 0).numpy(), measured, -1.0)
         assert psnr(sampled[valid], left_f[valid]) > 22.0
 
 
@@ -90,7 +100,7 @@ def test_revision_covers_every_constructor_option():
     """The stereo-input cache keys on the revision: any option that changes a clip (fps changes
     its timestamps) must change the revision."""
     base = MiddleburyMotorcycle(num_frames=4, fps=5.0, step=8)
-    for changed in (dict(fps=10.0), dict(num_frames=5), dict(step=4)):
+    for changed in (dict(fps=10.0), dict(num_frames=5), dict(step=4), dict(fill_disparity=False)):
         other = MiddleburyMotorcycle(**{**dict(num_frames=4, fps=5.0, step=8), **changed})
         assert other.spec.revision != base.spec.revision, changed
     assert MiddleburyMotorcycle(num_frames=4, fps=5.0, step=8).spec.revision == base.spec.revision
@@ -154,3 +164,83 @@ def test_shared_warp_at_least_as_good_on_each_warps_own_pixels(protocol, quality
     assert rows["shared"]["psnr_own"] >= max(rows[n]["psnr_own"] for n in NATIVE), rows
     # Not bought with a much larger mask: at most 2 points more holes than the most cautious native warp.
     assert rows["shared"]["hole_fraction"] <= max(rows[n]["hole_fraction"] for n in NATIVE) + 0.02, rows
+
+
+# ---- invalid disparity filled from the background side --------------------------------------------
+
+def _fill_reference(disparity: np.ndarray) -> np.ndarray:
+    """Independent reference: a plain loop over rows and invalid runs."""
+    out = disparity.astype(np.float64).copy()
+    for row in out.reshape(-1, out.shape[-1]):
+        valid = np.isfinite(row)
+        x = 0
+        while x < row.size:
+            if valid[x]:
+                x += 1
+                continue
+            end = x
+            while end < row.size and not valid[end]:
+                end += 1
+            ends = ([row[x - 1]] if x > 0 else []) + ([row[end]] if end < row.size else [])
+            if ends:
+                row[x:end] = min(ends)
+            x = end
+    return out
+
+
+def test_background_fill_matches_a_loop_over_runs():
+    rng = np.random.default_rng(0)
+    disparity = rng.uniform(1, 40, size=(3, 2, 9, 31)).astype(np.float32)
+    disparity[rng.random(disparity.shape) < 0.35] = np.nan
+    disparity[0, 0, 4] = np.nan           # a row without any valid pixel stays invalid
+    disparity[1, 1, 2, :5] = np.inf       # inf is invalid too; a run at the left border
+    disparity[2, 0, 3, -7:] = np.nan      # a run at the right border
+    filled, was_filled = fill_disparity_from_background(torch.from_numpy(disparity))
+    expected = _fill_reference(disparity)
+    np.testing.assert_array_equal(filled.numpy(), expected.astype(np.float32))
+    assert torch.equal(was_filled, torch.from_numpy(~np.isfinite(disparity) & np.isfinite(expected)))
+    assert torch.isnan(filled[0, 0, 4]).all() and not was_filled[0, 0, 4].any()
+    valid = np.isfinite(disparity)
+    np.testing.assert_array_equal(filled.numpy()[valid], disparity[valid])  # measured values untouched
+
+
+def test_background_fill_takes_the_farther_side():
+    row = torch.tensor([[5.0, float("nan"), float("nan"), 20.0, float("nan"), 7.0, float("nan")]])
+    filled, was_filled = fill_disparity_from_background(row)
+    assert filled.tolist() == [[5.0, 5.0, 5.0, 20.0, 7.0, 7.0, 7.0]]
+    assert was_filled.tolist() == [[False, True, True, False, True, False, True]]
+
+
+def test_middlebury_fill_is_on_by_default_and_recorded():
+    clip = MiddleburyMotorcycle(num_frames=2).load_clip("pan-right")
+    raw = MiddleburyMotorcycle(num_frames=2, fill_disparity=False).load_clip("pan-right")
+    assert torch.isfinite(clip.disparity).all()
+    assert torch.equal(clip.disparity_filled, ~torch.isfinite(raw.disparity))
+    assert clip.metadata["disparity_fill"] == "background-row-v1" and raw.metadata["disparity_fill"] == "none"
+    # From the option string of the command line too.
+    assert get_dataset("middlebury-motorcycle", fill_disparity="false").fill_disparity is False
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None, "tru"])
+def test_fill_option_rejects_non_booleans(value):
+    with pytest.raises(StereobenchError, match="fill_disparity"):
+        MiddleburyMotorcycle(fill_disparity=value)
+
+
+def test_fill_removes_missing_data_holes_under_the_quick_protocol():
+    """Holes that were missing data (no disparity) vanish; the mask of filled pixels survives the
+    protocol (conservative resize) and covers every pixel that would have had no disparity."""
+    from benchmark.stereo.protocol import apply_protocol, get_protocol
+    from benchmark.stereo.warp import forward_warp
+
+    protocol = get_protocol("quick", num_frames=3)
+    filled = apply_protocol(MiddleburyMotorcycle(num_frames=3).load_clip("square"), protocol)
+    raw = apply_protocol(MiddleburyMotorcycle(num_frames=3, fill_disparity=False).load_clip("square"), protocol)
+    assert filled.disparity_filled.shape == filled.disparity.shape == (3, 1, 192, 192)
+    assert torch.isfinite(filled.disparity).all() and (~torch.isfinite(raw.disparity)).any()
+    assert filled.disparity_filled[~torch.isfinite(raw.disparity)].all()
+    measured = ~filled.disparity_filled
+    torch.testing.assert_close(filled.disparity[measured], raw.disparity[measured])
+    _, holes_raw = forward_warp(raw.left, raw.disparity)
+    _, holes_filled = forward_warp(filled.left, filled.disparity)
+    assert holes_filled.float().mean() < holes_raw.float().mean() - 0.01

@@ -117,3 +117,56 @@ def test_quick_protocol_vectorised_sizes():
     assert out.left.shape == (16, 3, 192, 192)
     assert out.disparity[0, 0, 0, 0].item() == pytest.approx(10 * 192 / 120)
     assert math.isclose(out.left.min().item(), 0.0)
+
+
+# ---- filled-disparity flags, time windows and composed source indices ------------------------------
+
+def test_filled_flags_follow_time_resize_crop_and_padding():
+    clip = _clip(t=9, h=300, w=400, fps=10.0)  # 0.8 s: five frames at 5 fps, then padding
+    flags = torch.zeros(9, 1, 300, 400, dtype=torch.bool)
+    flags[:, :, 100:110, 200:203] = True   # a small filled patch
+    flags[5] = True                        # frame 5 entirely filled: identifies the frame
+    clip.disparity_filled = flags
+    protocol = get_protocol("paper", num_frames=6, fps=5.0, short_side=150, crop=(150, 150))
+    out = apply_protocol(clip, protocol)
+    assert out.disparity_filled.shape == out.disparity.shape == (6, 1, 150, 150)
+    assert out.disparity_filled.dtype == torch.bool
+    # Time: output k is source 2k, so the whole-frame flag is nowhere (source 5 is skipped) ...
+    assert out.metadata["source_frame_indices"] == [0, 2, 4, 6, 8, -1]
+    assert not out.disparity_filled[:5].all(dim=(1, 2, 3)).any()
+    # ... padding has no disparity at all, so it is not "filled".
+    assert not out.disparity_filled[5].any()
+    # Space (independent reference): an output pixel is flagged where any input pixel of its
+    # antialiased footprint is; at scale 0.5 the patch rows 100..109 -> about 50..54, 2 px
+    # margin at most; cols 200..202 minus the crop offset ((200 - 150) // 2 = 25) -> 75..76.
+    flagged = out.disparity_filled[0, 0].nonzero()
+    rows, cols = flagged[:, 0], flagged[:, 1]
+    assert 48 <= int(rows.min()) <= 50 and 54 <= int(rows.max()) <= 56
+    assert 73 <= int(cols.min()) <= 75 and 76 <= int(cols.max()) <= 78
+    # Conservative: a pixel whose value took any weight from a filled pixel is flagged.
+    weight = torch.nn.functional.interpolate(flags[:1].float(), size=(150, 200), mode="bilinear",
+                                             align_corners=False, antialias=True)[..., 25:175]
+    assert torch.equal(out.disparity_filled[:1], weight > 0)
+
+
+def test_filled_flags_need_a_matching_disparity():
+    clip = _clip(t=4, h=20, w=30)
+    clip.disparity_filled = torch.zeros(4, 1, 20, 31, dtype=torch.bool)
+    with pytest.raises(StereobenchError, match="disparity_filled"):
+        apply_protocol(clip, get_protocol("native"))
+
+
+def test_time_window_is_the_protocols_clock():
+    window = PROTOCOLS["paper"].time_window()
+    assert (window.start_time, window.num_frames, window.fps) == (None, 16, 5.0)
+    assert PROTOCOLS["native"].time_window() is None
+    assert get_protocol("native", num_frames=4).time_window().num_frames == 4
+
+
+def test_source_indices_of_a_windowed_read_are_composed():
+    """A reader that decoded only a window records its source indices; the protocol's own indices
+    then map through them, so metadata still names frames of the original source."""
+    clip = _clip(t=6, h=20, w=30, fps=10.0)
+    clip.metadata["source_frame_indices"] = [10, 12, 14, 16, 18, 20]
+    out = apply_protocol(clip, get_protocol("native", num_frames=8, short_side=None, crop=None, fps=5.0))
+    assert out.metadata["source_frame_indices"] == [10, 14, 18, -1, -1, -1, -1, -1]

@@ -5,6 +5,14 @@ Source: ``skimage.data.stereo_motorcycle()``, the Middlebury 2014 "Motorcycle" s
 in pixels, x_R = x_L - d. Invalid pixels are +inf in the package (about 7%; its docstring says
 NaN); here they become NaN, the suite's convention.
 
+Invalid disparity is filled from the background side before any warp (option ``fill_disparity``,
+on by default; :mod:`benchmark.datasets.disparity_fill`): along each row an invalid run takes
+the smaller (farther) of the two valid disparities at its ends. Unfilled, those pixels would land
+nowhere and leave holes that are missing data, not disocclusions (with the ``quick`` protocol,
+17.6% of the hole mask; docs/datasets.md). The fill runs once on the whole pair, so a window's
+values never depend on where the window cuts a row; ``Clip.disparity_filled`` marks the filled
+pixels (estimates, not measurements) and ``metadata["disparity_fill"]`` names the rule.
+
 A still pair becomes a short clip by a slow horizontal pan of a crop window: frame k shows the
 window starting at column ``x0 + k * step``. The SAME window is cut from the left view, the right
 view and the disparity, so for every frame the right view is the real right view and
@@ -29,12 +37,12 @@ import numpy as np
 import torch
 
 from benchmark.datasets.base import DatasetSpec
-from benchmark.types import Clip
+from benchmark.datasets.disparity_fill import FILL_RULE, fill_disparity_from_background
 from benchmark.errors import StereobenchError, did_you_mean
-from benchmark.metrics.functional import psnr
+from benchmark.types import Clip, TimeWindow
 
 #: Bump when the clip construction changes (part of ``spec.revision``).
-CLIP_VERSION = "1"
+CLIP_VERSION = "2"  # 2: invalid disparity filled from the background side (option fill_disparity)
 
 # name -> (window height, window width, top row, direction)
 CLIPS: dict[str, tuple[int | None, int, int, int]] = {
@@ -44,6 +52,7 @@ CLIPS: dict[str, tuple[int | None, int, int, int]] = {
 }
 
 _PAIR_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, str]] = {}
+_FILLED_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def load_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -64,6 +73,15 @@ def load_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     return _PAIR_CACHE["pair"]
 
 
+def filled_disparity() -> tuple[np.ndarray, np.ndarray]:
+    """The pair's disparity with invalid pixels filled from the background side (float32 HxW)
+    and the mask of filled pixels (bool HxW). Computed once per process on the whole image."""
+    if "filled" not in _FILLED_CACHE:
+        filled, was_filled = fill_disparity_from_background(torch.from_numpy(load_pair()[2]))
+        _FILLED_CACHE["filled"] = (filled.numpy(), was_filled.numpy())
+    return _FILLED_CACHE["filled"]
+
+
 class MiddleburyMotorcycle:
     """The Middlebury Motorcycle pair as panning clips (see the module docstring).
 
@@ -71,26 +89,39 @@ class MiddleburyMotorcycle:
         num_frames: frames per clip (default 16).
         fps: frame rate (default 5: the paper protocol's rate, so every frame is used).
         step: window motion in pixels per frame (default 8; clamped so the window stays inside).
+        fill_disparity: fill invalid ground-truth disparity from the background side before the
+            warp (default True; see the module docstring). False keeps NaN there.
     """
 
-    def __init__(self, num_frames: int = 16, fps: float = 5.0, step: int = 8):
+    def __init__(self, num_frames: int = 16, fps: float = 5.0, step: int = 8, fill_disparity: bool | str = True):
         self.num_frames = int(num_frames)
         self.fps = float(fps)
         self.step = int(step)
+        if isinstance(fill_disparity, str):
+            if fill_disparity.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise StereobenchError(f"middlebury-motorcycle option fill_disparity={fill_disparity!r} must be "
+                                       f"true or false")
+            fill_disparity = fill_disparity.lower() in ("1", "true", "yes", "on")
+        if not isinstance(fill_disparity, (bool, np.bool_)):
+            raise StereobenchError(f"middlebury-motorcycle option fill_disparity must be true or false, "
+                                   f"got {fill_disparity!r}")
+        self.fill_disparity = bool(fill_disparity)
         if self.num_frames < 1 or self.fps <= 0 or self.step < 0:
             raise StereobenchError(f"middlebury-motorcycle needs num_frames >= 1, fps > 0, step >= 0; got "
                                    f"num_frames={self.num_frames}, fps={self.fps}, step={self.step}")
         checksum = load_pair()[3]
         # Every constructor option changes the clips (fps changes their timestamps), so all of
         # them go into the revision: the stereo-input cache keys on it.
-        options = dict(num_frames=self.num_frames, fps=self.fps, step=self.step)
+        options = dict(num_frames=self.num_frames, fps=self.fps, step=self.step,
+                       fill_disparity=FILL_RULE if self.fill_disparity else "none")
         options_hash = "o" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
         self.spec = DatasetSpec(
             name="middlebury-motorcycle",
             description=("Middlebury 2014 Motorcycle stereo pair (from scikit-image, 4x downsampled) as short "
                          "panning clips with real right views and ground-truth disparity."),
             licence="Middlebury stereo data: free for research use, cite Scharstein et al. GCPR 2014",
-            revision=f"sha256:{checksum[:16]}-clips{CLIP_VERSION}-f{self.num_frames}-s{self.step}-{options_hash}",
+            revision=(f"sha256:{checksum[:16]}-clips{CLIP_VERSION}-f{self.num_frames}-s{self.step}"
+                      f"-{'fill' if self.fill_disparity else 'nofill'}-{options_hash}"),
             url="https://vision.middlebury.edu/stereo/data/scenes2014/",
             citation=("D. Scharstein, H. Hirschmueller, Y. Kitajima, G. Krathwohl, N. Nesic, X. Wang, P. Westling. "
                       "High-resolution stereo datasets with subpixel-accurate ground truth. GCPR 2014."),
@@ -112,8 +143,14 @@ class MiddleburyMotorcycle:
         starts = np.arange(self.num_frames) * step
         return starts if direction > 0 else travel - starts
 
-    def load_clip(self, name: str) -> Clip:
+    def load_clip(self, name: str, window: TimeWindow | None = None) -> Clip:
+        """Clip ``name`` (see the module docstring). ``window`` (a protocol's time window) is
+        accepted for the common dataset interface and ignored: the clip is a few crops of one
+        image pair, and the clip protocol cuts the window afterwards."""
         left, right, disparity, checksum = load_pair()
+        filled_mask = None
+        if self.fill_disparity:
+            disparity, filled_mask = filled_disparity()
         starts = self.window_columns(name)
         height, width, top, _ = CLIPS[name]
         height = left.shape[0] if height is None else height
@@ -123,93 +160,62 @@ class MiddleburyMotorcycle:
         left_clip = torch.from_numpy(left[rows][:, cols]).permute(1, 3, 0, 2).float().div_(255.0)
         right_clip = torch.from_numpy(right[rows][:, cols]).permute(1, 3, 0, 2).float().div_(255.0)
         disparity_clip = torch.from_numpy(disparity[rows][:, cols]).permute(1, 0, 2).unsqueeze(1).contiguous()
+        filled_clip = None
+        if filled_mask is not None:
+            filled_clip = torch.from_numpy(filled_mask[rows][:, cols]).permute(1, 0, 2).unsqueeze(1).contiguous()
         timestamps = torch.arange(self.num_frames, dtype=torch.float64) / self.fps
         return Clip(
             clip_id=f"middlebury-motorcycle/{name}", left=left_clip.contiguous(), fps=self.fps,
             right=right_clip.contiguous(), disparity=disparity_clip, timestamps=timestamps,
             metadata=dict(source="skimage.data.stereo_motorcycle", checksum_sha256=checksum,
                           window_top=top, window_size=[height, width],
-                          window_columns=[int(c) for c in starts], revision=self.spec.revision),
+                          window_columns=[int(c) for c in starts], revision=self.spec.revision,
+                          disparity_fill=FILL_RULE if self.fill_disparity else "none"),
+            disparity_filled=filled_clip,
         )
 
 
 # --------------------------------------------------------------------------------------------
-# Warp quality on real data (issue 2 "Show"): how well does each warp predict the real right view?
+# Warp quality on real data: how well does each warp predict the real right view?
 
 WARP_NAMES = ("shared", "m2svid", "stereocrafter", "svg")
 
 
-def _psnr_over(warped: torch.Tensor, right: torch.Tensor, region: torch.Tensor) -> float:
-    """PSNR (data range 1) of ``warped`` vs ``right`` (T, 3, H, W) over ``region`` (T, 1, H, W) pixels."""
-    return psnr(warped, right, weight=region.to(warped.dtype))
-
-
-def warp_quality(clip_name: str = "pan-right", protocol: str = "paper", warps=WARP_NAMES) -> list[dict]:
+def warp_quality(clip_name: str = "pan-right", protocol: str = "paper", warps=WARP_NAMES,
+                 count_filled: bool = False, **options) -> list[dict]:
     """PSNR of each warp's right view against the REAL right view of the Middlebury clip.
 
-    The clip goes through ``protocol`` (default: the paper's, 16 x 512 x 512); each warp then
-    forward-warps the left view with the ground-truth disparity (the same pixel disparity for
-    every warp). Regions, over the pixels whose GT disparity is finite:
-
-    - ``own``: pixels that the warp itself does not mark as hole (its raw mask, no closing);
-    - ``common``: pixels that no warp marks as hole, the same pixels for every warp (fair).
+    The clip (dataset ``options``, e.g. ``fill_disparity=False``) goes through ``protocol``
+    (default: the paper's, 16 x 512 x 512); each warp then forward-warps the left view with the
+    ground-truth disparity, and :func:`benchmark.stereo.warp_quality.compare_warps` scores it
+    (regions ``own`` and ``common`` over pixels with measured disparity; filled pixels too with
+    ``count_filled``).
 
     Returns one dict per warp: ``warp``, ``psnr_own``, ``psnr_common``, ``hole_fraction``,
-    ``seconds`` (warp time).
+    ``common_fraction``, ``seconds`` (warp time).
     """
-    import time
-
     from benchmark.stereo.protocol import apply_protocol, get_protocol
+    from benchmark.stereo.warp_quality import compare_warps
 
-    clip = apply_protocol(MiddleburyMotorcycle().load_clip(clip_name), get_protocol(protocol))
-    valid = torch.isfinite(clip.disparity)
-    results, masks, outputs = [], {}, {}
-    for name in warps:
-        warp = _warp_function(name)
-        start = time.perf_counter()
-        warped, hole_mask = warp(clip.left, clip.disparity)
-        seconds = time.perf_counter() - start
-        outputs[name], masks[name] = warped, hole_mask.bool()
-        results.append(dict(warp=name, seconds=seconds, hole_fraction=float(hole_mask.float().mean()),
-                            psnr_own=_psnr_over(warped, clip.right, valid & ~masks[name])))
-    common = valid.clone()
-    for mask in masks.values():
-        common &= ~mask
-    for row in results:
-        row["psnr_common"] = _psnr_over(outputs[row["warp"]], clip.right, common)
-        row["common_fraction"] = float(common.float().mean())
-    return results
-
-
-def _warp_function(name: str):
-    """``(left, disparity) -> (warped, hole_mask)`` for a warp name."""
-    from benchmark.stereo import warp as warp_module
-
-    if name == "shared":
-        return warp_module.forward_warp
-    get_warp = getattr(warp_module, "get_warp", None)
-    if get_warp is not None:
-        return get_warp(name)
-    from benchmark.stereo import native_warps  # before get_warp existed: the functions directly
-
-    return getattr(native_warps, f"warp_{name}")
+    clip = apply_protocol(MiddleburyMotorcycle(**options).load_clip(clip_name), get_protocol(protocol))
+    return compare_warps([clip], warps, count_filled=count_filled)
 
 
 def main() -> None:  # pragma: no cover - the command that makes the docs figure
-    """``python -m benchmark.datasets.middlebury [clip] [protocol]``: print the warp-quality table."""
+    """``python -m benchmark.datasets.middlebury [clip] [protocol] [fill_disparity]``: print the
+    warp-quality table."""
     import sys
+
+    from benchmark.stereo.warp_quality import format_table
 
     torch.set_num_threads(2)
     clip_name = sys.argv[1] if len(sys.argv) > 1 else "pan-right"
     protocol = sys.argv[2] if len(sys.argv) > 2 else "paper"
-    rows = warp_quality(clip_name, protocol)
-    print(f"middlebury-motorcycle/{clip_name}, protocol {protocol}, GT disparity, PSNR vs the real right view")
-    print(f"| warp | PSNR valid & not hole (own mask) dB | PSNR common non-hole pixels dB | hole fraction | warp time s |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['warp']} | {row['psnr_own']:.2f} | {row['psnr_common']:.2f} | {row['hole_fraction']:.3f} "
-              f"| {row['seconds']:.2f} |")
-    print(f"common region: {rows[0]['common_fraction']:.3f} of all pixels")
+    fill = sys.argv[3] if len(sys.argv) > 3 else True
+    rows = warp_quality(clip_name, protocol, fill_disparity=fill)
+    print(f"middlebury-motorcycle/{clip_name}, protocol {protocol}, fill_disparity={fill}, GT disparity, "
+          f"PSNR vs the real right view")
+    print(format_table(rows))
 
 
 if __name__ == "__main__":  # pragma: no cover

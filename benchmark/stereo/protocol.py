@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from benchmark.types import Clip
+from benchmark.types import Clip, TimeWindow
 from benchmark.errors import StereobenchError, did_you_mean
 
 PAD_MODES = ("zero", "edge")
@@ -90,6 +90,14 @@ class ClipProtocol:
         if self.hole_mask_closing < 0:
             raise StereobenchError(
                 f"protocol {self.name!r}: hole_mask_closing must be >= 0, got {self.hole_mask_closing}")
+
+    def time_window(self) -> TimeWindow | None:
+        """The part of a clip's time line this protocol keeps, for a dataset that can decode only
+        that (``load_clip(name, window=...)``): from the clip's first timestamp, ``num_frames``
+        frames at ``fps``. None when the protocol keeps every frame (nothing to cut)."""
+        if self.num_frames is None and self.fps is None:
+            return None
+        return TimeWindow(start_time=None, num_frames=self.num_frames, fps=self.fps)
 
     def to_dict(self) -> dict:
         """Every field that changes the output (for cache keys and manifests)."""
@@ -212,6 +220,16 @@ def resize_disparity(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return torch.where(weight >= 0.5, result, torch.full_like(result, float("nan")))
 
 
+def resize_flags(flags: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a bool (T, 1, H, W) per-pixel flag (e.g. "disparity filled in") conservatively: an
+    output pixel is flagged where ANY of its antialiased resampling weight came from a flagged
+    pixel, so a value that mixes in an estimate is never taken for a measurement."""
+    if tuple(flags.shape[-2:]) == tuple(size):
+        return flags.bool()
+    weight = F.interpolate(flags.to(torch.float32), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return weight > 0
+
+
 def _short_side_size(h: int, w: int, short_side: int) -> tuple[int, int]:
     scale = short_side / min(h, w)
     if h <= w:
@@ -225,7 +243,11 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
     Returns a new :class:`Clip` (the input is not modified) with ``fps`` = the protocol's rate
     (or the clip's), ``timestamps`` = the output clock, and metadata entries ``protocol``
     (the protocol's fields), ``source_frame_indices`` (which source frame each output frame came
-    from, -1 for padding), ``padded_frames`` and ``scale`` (horizontal resize factor).
+    from, -1 for padding; when the clip already carries ``source_frame_indices``, e.g. a reader
+    that decoded only the protocol's time window, they are composed so the indices still refer
+    to the original source), ``padded_frames`` and ``scale`` (horizontal resize factor).
+    ``clip.disparity_filled`` goes through the same steps (resized by :func:`resize_flags`;
+    padding frames are not filled).
 
     Raises:
         StereobenchError: inconsistent clip tensors, or a crop larger than the resized frame.
@@ -243,6 +265,11 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
         raise StereobenchError(
             f"clip {clip.clip_id!r}: disparity {tuple(clip.disparity.shape)} does not match left (T,1,H,W)="
             f"{(t, 1, h, w)}; give one disparity map per frame at the video's size")
+    filled = clip.disparity_filled
+    if filled is not None and (clip.disparity is None or tuple(filled.shape) != (t, 1, h, w)):
+        raise StereobenchError(
+            f"clip {clip.clip_id!r}: disparity_filled {tuple(filled.shape)} needs a disparity and the shape "
+            f"(T,1,H,W)={(t, 1, h, w)}")
     if clip.timestamps is not None:
         timestamps = clip.timestamps.to(torch.float64).cpu()
         if timestamps.numel() != t:
@@ -255,6 +282,7 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
     new_left = left.index_select(0, idx)
     new_right = clip.right.index_select(0, idx) if clip.right is not None else None
     new_disp = clip.disparity.index_select(0, idx) if clip.disparity is not None else None
+    new_filled = filled.index_select(0, idx.to(filled.device)) if filled is not None else None
 
     scale = 1.0
     if protocol.short_side is not None:
@@ -263,6 +291,7 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
         new_left = resize_video(new_left, size)
         new_right = resize_video(new_right, size) if new_right is not None else None
         new_disp = resize_disparity(new_disp, size) if new_disp is not None else None
+        new_filled = resize_flags(new_filled, size) if new_filled is not None else None
         h, w = size
 
     if protocol.crop is not None:
@@ -275,10 +304,14 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
         new_left = new_left[..., top:top + ch, lft:lft + cw]
         new_right = new_right[..., top:top + ch, lft:lft + cw] if new_right is not None else None
         new_disp = new_disp[..., top:top + ch, lft:lft + cw] if new_disp is not None else None
+        new_filled = new_filled[..., top:top + ch, lft:lft + cw] if new_filled is not None else None
 
     new_left = _pad_time(new_left.contiguous(), padded, protocol.pad, 0.0)
     new_right = _pad_time(new_right.contiguous(), padded, protocol.pad, 0.0) if new_right is not None else None
     new_disp = _pad_time(new_disp.contiguous(), padded, protocol.pad, float("nan")) if new_disp is not None else None
+    if new_filled is not None:
+        # Zero padding has no disparity at all (NaN, not an estimate); edge padding repeats a frame.
+        new_filled = _pad_time(new_filled.bool().contiguous(), padded, protocol.pad, False)
 
     fps = float(protocol.fps) if protocol.fps is not None else float(clip.fps)
     if protocol.fps is not None:
@@ -288,8 +321,11 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
         extra = (real[-1] if real.numel() else 0.0) + torch.arange(1, padded + 1, dtype=torch.float64) / fps
         out_times = torch.cat([real, extra])
     source_indices = indices.tolist() + ([-1] * padded if protocol.pad == "zero" else [int(indices[-1])] * padded)
+    prior = clip.metadata.get("source_frame_indices")
+    if prior is not None and len(prior) == t:
+        source_indices = [int(prior[i]) if i >= 0 else -1 for i in source_indices]
     metadata = dict(clip.metadata)
     metadata.update(protocol=protocol.to_dict(), source_frame_indices=source_indices, padded_frames=int(padded),
                     scale=scale)
     return Clip(clip_id=clip.clip_id, left=new_left, fps=fps, right=new_right, disparity=new_disp,
-                timestamps=out_times, metadata=metadata)
+                timestamps=out_times, metadata=metadata, disparity_filled=new_filled)
