@@ -28,6 +28,9 @@ Hooks (override as needed):
 - ``determinism_atol`` (default 0.0): tolerance between two runs with the same seed.
 - ``device_atol`` (default 1e-4): tolerance between the CPU and the CUDA output.
 
+``make_method(**options)`` must pass ``options`` on to the adapter: the mixin checks that an
+unknown option is an error and that every declared option has a default and one-line help.
+
 The tests run on CPU by default; the CUDA ones are marked ``gpu`` and skipped without a device.
 """
 
@@ -38,8 +41,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmark.errors import StereobenchError
 from benchmark.stereo.input import StereoInput
-from methods.base import Method, MethodMeta, WeightsStatus
+from benchmark.weights import WeightsStatus
+from methods.base import Method
+from methods.meta import MethodMeta
 
 
 def smooth_texture(channels: int, height: int, width: int, generator: torch.Generator, cell: int = 4) -> torch.Tensor:
@@ -141,6 +147,17 @@ class MethodTesterMixin:
             assert spec.pinned(), f"weights {spec.name!r} of {meta.name} have no pinned revision or checksum"
             assert spec.how_to_get, f"weights {spec.name!r} of {meta.name} do not say how to get them"
         assert isinstance(method.weights_status(), WeightsStatus)
+
+    def test_unknown_option_is_an_error(self):
+        # Bug 2 of issue 9: an option typo must never silently run the defaults.
+        with pytest.raises(StereobenchError, match="no_such_option_xyz"):
+            self.make_method(no_such_option_xyz=1)
+
+    def test_options_are_declared(self):
+        options = type(self.make_method()).Options
+        for name, info in options.model_fields.items():
+            assert info.description, f"option {name!r} has no one-line help (Field(description=...))"
+            assert not info.is_required(), f"option {name!r} has no default"
 
     def test_output_contract(self):
         out, inp = self._refine()
