@@ -59,3 +59,50 @@ def test_disparity_rescale():
     d = disparity_from_disparity(disp, scale=0.5, convergence_px=1.0)
     torch.testing.assert_close(d[0, 0, 0, [0, 2]], torch.tensor([1.0, -2.0]))
     assert torch.isnan(d[0, 0, 0, 1])
+
+
+# ---- disparity files ---------------------------------------------------------------------------
+
+def test_load_disparity_reads_npy_and_pt_in_the_project_layout(tmp_path):
+    import numpy as np
+
+    from benchmark.stereo.disparity import load_disparity, match_disparity
+
+    array = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    array[0, 0, 0] = np.inf
+    array[1, 2, 3] = np.nan
+    np.save(tmp_path / "d.npy", array)
+    torch.save(torch.from_numpy(array[:, None]).float(), tmp_path / "d.pt")
+    np.save(tmp_path / "int.npy", np.ones((2, 3, 4), np.int16))
+    for name in ("d.npy", "d.pt"):
+        disparity = load_disparity(tmp_path / name)
+        assert disparity.dtype == torch.float32 and disparity.shape == (2, 1, 3, 4)
+        assert torch.isnan(disparity[0, 0, 0, 0]) and torch.isnan(disparity[1, 0, 2, 3])  # inf is invalid too
+        finite = torch.isfinite(disparity)
+        torch.testing.assert_close(disparity[finite], torch.from_numpy(array[:, None]).float()[finite])
+    assert load_disparity(tmp_path / "int.npy").dtype == torch.float32
+    # more maps than frames: the first ones are used; fewer, another size, or nothing finite: errors
+    assert match_disparity(load_disparity(tmp_path / "d.npy"), 1, 3, 4).shape == (1, 1, 3, 4)
+    with pytest.raises(StereobenchError, match="2 frames but the videos have 3"):
+        match_disparity(load_disparity(tmp_path / "d.npy"), 3, 3, 4)
+    with pytest.raises(StereobenchError, match="4x3"):
+        match_disparity(load_disparity(tmp_path / "d.npy"), 2, 3, 5)
+    with pytest.raises(StereobenchError, match="no finite value"):
+        match_disparity(torch.full((2, 1, 3, 4), float("nan")), 2, 3, 4)
+
+
+@pytest.mark.parametrize("content, match", [
+    ({"d": torch.zeros(2, 3, 4)}, "holds a dict"),
+    ((torch.zeros(2, 3, 4),), "holds a tuple"),
+    (torch.zeros(2, 3, 4, dtype=torch.complex64), "complex"),
+    (torch.zeros(2, 3, 4, dtype=torch.bool), "bool"),
+    (torch.zeros(3, 4), r"shape \(3, 4\)"),
+    (torch.zeros(0, 3, 4), "no frames"),
+])
+def test_load_disparity_rejects_what_is_not_one_map_per_frame(tmp_path, content, match):
+    from benchmark.stereo.disparity import load_disparity
+
+    torch.save(content, tmp_path / "d.pt")
+    with pytest.raises(StereobenchError, match=match) as info:
+        load_disparity(tmp_path / "d.pt")
+    assert "\n" not in str(info.value)

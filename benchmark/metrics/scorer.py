@@ -91,7 +91,7 @@ class Scorer:
         try:
             self.device = torch.device(device) if device is not None else default_device()
         except (RuntimeError, TypeError) as exc:
-            raise StereobenchError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from None
+            raise StereobenchError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise StereobenchError(f"device {str(device)!r} needs a CUDA GPU and none is available; use --device cpu")
         if self.device.type == "cuda" and self.device.index is not None and self.device.index >= torch.cuda.device_count():

@@ -16,11 +16,17 @@ model output normalised to [0, 1], 1 = nearest):
 
 from __future__ import annotations
 
+import os
+import pickle
+import re
+from pathlib import Path
+
 import torch
 
 from benchmark.errors import StereobenchError
 
 NORMALISE_MODES = ("clip", "frame")
+DISPARITY_FILE_SUFFIXES = (".npy", ".pt", ".pth")
 
 
 def _as_t1hw(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -104,3 +110,102 @@ def disparity_from_disparity(disp: torch.Tensor, scale: float = 1.0, convergence
     valid = torch.isfinite(d)
     out = d * float(scale) - float(convergence_px)
     return torch.where(valid & torch.isfinite(out), out, torch.full_like(out, _nan()))
+
+
+# --------------------------------------------------------------------------------------------
+# disparity files
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def load_disparity(path: str | os.PathLike, what: str = "disparity") -> torch.Tensor:
+    """Read a disparity file safely: float32 (T, 1, H, W) pixels, non-finite values as NaN.
+
+    ``path``: a ``.npy`` array (read with ``allow_pickle=False``) or a ``.pt`` / ``.pth`` tensor
+    (read with ``torch.load(weights_only=True)``, which refuses to run any pickled code), of
+    shape (T, H, W) or (T, 1, H, W), real numbers in pixels of the left view (x_R = x_L - d).
+    ``what`` names the file in messages.
+
+    Raises:
+        StereobenchError: one line naming the file and the fix, for a missing path, a folder, an
+            unsupported suffix, an unreadable or corrupt file, a pickle the safe loader blocks,
+            a container (dict, list) instead of one array, a non-numeric dtype, a wrong number of
+            dimensions, no frames, or no finite value at all.
+    """
+    import numpy as np
+
+    p = Path(path)
+    save_hint = "save one array of (T, H, W) pixels with numpy.save or torch.save"
+    if not p.exists():
+        raise StereobenchError(f"{what} file {str(p)!r} does not exist; check the path")
+    if p.is_dir():
+        raise StereobenchError(f"{what} {str(p)!r} is a directory, not a file; give a .npy or .pt file")
+    suffix = p.suffix.lower()
+    if suffix not in DISPARITY_FILE_SUFFIXES:
+        raise StereobenchError(f"{what} {str(p)!r}: use a .npy or .pt file of (T, H, W) pixels")
+    try:
+        if suffix == ".npy":
+            data = np.load(p, allow_pickle=False)
+        else:
+            import warnings
+
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing; the error says it
+                warnings.simplefilter("ignore")
+                data = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if blocked:
+            raise StereobenchError(
+                f"{what} {str(p)!r} holds a pickled {blocked.group(1)}, which the safe loader refuses to load "
+                f"(torch.load(weights_only=True) allows only tensors and plain containers); {save_hint}") from None
+        # torch's own message is many lines of advice to turn the safety off; ours is one line.
+        raise StereobenchError(
+            f"cannot read {what} {str(p)!r}: it is not a file torch.save wrote, or it holds pickled code that the "
+            f"safe loader refuses to run; {save_hint}") from None
+    except (OSError, ValueError, RuntimeError, EOFError, TypeError, AttributeError, ImportError) as exc:
+        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+            raise StereobenchError(f"{what} {str(p)!r} holds Python objects, not numbers (a pickled object array); "
+                                   f"{save_hint}") from None
+        raise StereobenchError(f"cannot read {what} {str(p)!r} ({_first_line(exc)}); {save_hint}") from None
+    if isinstance(data, np.ndarray):
+        if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+            raise StereobenchError(f"{what} {str(p)!r} holds {data.dtype} values, not real numbers; {save_hint}")
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    elif not isinstance(data, torch.Tensor):
+        kind = type(data).__name__
+        keys = f" with keys {sorted(map(str, data))[:5]}" if isinstance(data, dict) else ""
+        raise StereobenchError(f"{what} {str(p)!r} holds a {kind}{keys}, not one array; {save_hint} "
+                               f"(e.g. torch.save(disparity_tensor, path))")
+    if data.is_complex() or data.dtype == torch.bool:
+        raise StereobenchError(f"{what} {str(p)!r} holds {data.dtype} values, not real numbers; {save_hint}")
+    if data.ndim == 3:
+        data = data.unsqueeze(1)
+    if data.ndim != 4 or data.shape[1] != 1:
+        raise StereobenchError(f"{what} {str(p)!r} has shape {tuple(data.shape)}; expected (T, H, W) or "
+                               f"(T, 1, H, W) pixels, one map per frame")
+    if data.shape[0] == 0:
+        raise StereobenchError(f"{what} {str(p)!r} has no frames (shape {tuple(data.shape)}); give one map per frame")
+    disparity = data.to(torch.float32)
+    return torch.where(torch.isfinite(disparity), disparity, torch.full_like(disparity, _nan()))
+
+
+def match_disparity(disparity: torch.Tensor, frames: int, height: int, width: int,
+                    what: str = "disparity") -> torch.Tensor:
+    """The first ``frames`` maps of ``disparity`` (T, 1, H, W), checked against a clip of
+    ``frames`` x ``height`` x ``width``; raises :class:`StereobenchError` naming ``what`` for
+    too few maps, another size, or no finite value in the maps used."""
+    t, _, h, w = disparity.shape
+    if (h, w) != (height, width):
+        raise StereobenchError(f"{what} maps are {w}x{h} but the videos are {width}x{height} (WxH); "
+                               f"give the disparity at the videos' size")
+    if t < frames:
+        raise StereobenchError(f"{what} has {t} frames but the videos have {frames}; give one map per frame "
+                               f"(or score fewer frames with --max-frames {t})")
+    disparity = disparity[:frames]
+    if not bool(torch.isfinite(disparity).any()):
+        raise StereobenchError(f"{what} has no finite value (all NaN/inf); it must hold pixels of the left view "
+                               f"(x_R = x_L - d), NaN only where invalid")
+    return disparity
