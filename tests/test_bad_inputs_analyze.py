@@ -162,6 +162,11 @@ CASES = {
                                 "cannot tell the table kind"),
     "missing-video-column": lambda t: (["analyze", _csv(t, _rankings().drop(columns="video"))],
                                        ["'video'", "required column is missing"]),
+    "misspelled-optional-column": lambda t: (["analyze", _csv(t, _rankings().rename(columns={"attention_expect":
+                                                                                           "attention_expct"}))],
+                                             ["'attention_expct'", "did you mean 'attention_expect'"]),
+    "misspelled-pairwise-column": lambda t: (["analyze", _pw(t, _pairwise().rename(columns={"repeat_of": "repeat-of"}))],
+                                             "did you mean 'repeat_of'"),
     "missing-participant-column": lambda t: (["analyze", _csv(t, _rankings().drop(columns="participant"))],
                                              "'participant'"),
     "schema-version-2": lambda t: (["analyze", _csv(t, _rankings().assign(schema_version="2.0"))], "not compatible"),

@@ -148,7 +148,24 @@ def detect_kind(df: pd.DataFrame, source: str = "table") -> str:
         f"table 'method_a', 'method_b' and 'answer' (found: {', '.join(map(str, df.columns))})")
 
 
+def _misspelled_columns(df: pd.DataFrame, columns: tuple[Column, ...], problems: list[Problem]) -> None:
+    """Extra columns are allowed (exports may carry notes), but one that is a near miss of an
+    absent schema column is a typo: ignoring it would silently skip what it holds (an
+    ``attention_expct`` column would disable the attention check)."""
+    import difflib
+
+    absent = [c.name for c in columns if c.name not in df.columns]
+    for name in map(str, df.columns):
+        if name in {c.name for c in columns}:
+            continue
+        close = difflib.get_close_matches(name.strip().lower(), absent, n=1, cutoff=0.85)  # not device_id ~ device
+        if close:
+            problems.append(Problem(None, name, f"is not a column of the schema; did you mean {close[0]!r}? Rename it "
+                                                "in the export (extra columns are allowed, near misses are not)"))
+
+
 def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], problems: list[Problem]) -> pd.DataFrame:
+    _misspelled_columns(df, columns, problems)
     out = pd.DataFrame(index=df.index)
     for col in columns:
         if col.name not in df.columns:
