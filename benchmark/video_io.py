@@ -347,23 +347,34 @@ def open_source(path: str | os.PathLike, folder_fps: float = DEFAULT_FOLDER_FPS)
 
 # ---- resampling and reading -----------------------------------------------------------------
 
-def _output_frames(source: FrameSource, fps: float | None, start_time: float) -> Iterator[SourceFrame]:
-    """The source's frames on the output clock: (image, output time, source index)."""
+def _output_frames(source: FrameSource, fps: float | None, start_time: float | None) -> Iterator[SourceFrame]:
+    """The source's frames on the output clock: (image, output time, source index).
+
+    ``start_time`` None starts at the first frame's own timestamp (decoding from the start, no
+    seek): the clock :func:`benchmark.stereo.protocol.apply_protocol` uses.
+    """
     native_fps = source.native_fps
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise StereobenchError(f"fps must be positive, got {fps}")
+    frames = source.frames(0.0 if start_time is None else start_time)
+    if start_time is None:
+        first = next(frames, None)
+        if first is None:
+            return
+        start_time = first.time
+        frames = _chain_first(first, frames)
     if fps is None:
-        for frame in source.frames(start_time):
+        for frame in frames:
             if frame.time >= start_time - 0.5 / native_fps:
                 yield frame
         return
-    if not (fps > 0 and math.isfinite(fps)):
-        raise StereobenchError(f"fps must be positive, got {fps}")
     # Nearest-frame resampling: keep the previous source frame; when a source frame passes the
     # target time, emit whichever of the two is nearer. Ties (within TIE_TOLERANCE_S, so float
     # rounding of timestamps cannot flip them) go to the later frame, as FFmpeg's fps filter
     # (round=near) does: e.g. 30 -> 20 fps gives source frames 0, 2, 3, 5, 6, 8, ...
     k = 0
     prev = None
-    for frame in source.frames(start_time):
+    for frame in frames:
         while True:
             target = start_time + k / fps
             if frame.time < target:
@@ -400,7 +411,7 @@ def _video_data(frames: list[SourceFrame], fps: float) -> VideoData:
 
 
 def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: int | None = None,
-               start_time: float = 0.0, folder_fps: float = DEFAULT_FOLDER_FPS) -> VideoData:
+               start_time: float | None = 0.0, folder_fps: float = DEFAULT_FOLDER_FPS) -> VideoData:
     """Read a video file, a still image or a folder of frames into float32 (T, 3, H, W) in [0, 1].
 
     Args:
@@ -409,7 +420,9 @@ def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: in
         fps: resample to this frame rate by timestamp (nearest source frame to
             ``start_time + k / fps``); None keeps every source frame.
         max_frames: stop after this many output frames (decoding stops there too).
-        start_time: seconds into the video where reading starts.
+        start_time: seconds into the video where reading starts; None = at the first frame's own
+            timestamp (output frame k nearest to ``t_first + k / fps``, the clock of the clip
+            protocols), decoded from the start without a seek.
         folder_fps: frame rate of a folder of frames or a still image (they carry no timing).
 
     Returns:
@@ -423,7 +436,7 @@ def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: in
         raise StereobenchError(f"max_frames must be positive, got {max_frames}")
     source = open_source(path, folder_fps)
     frames: list[SourceFrame] = []
-    stream = _output_frames(source, fps, float(start_time))
+    stream = _output_frames(source, fps, None if start_time is None else float(start_time))
     try:
         for frame in stream:
             frames.append(frame)
@@ -439,7 +452,7 @@ def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: in
 
 
 def iter_video(path: str | os.PathLike, chunk_frames: int = 64, fps: float | None = None,
-               start_time: float = 0.0, folder_fps: float = DEFAULT_FOLDER_FPS) -> Iterator[VideoData]:
+               start_time: float | None = 0.0, folder_fps: float = DEFAULT_FOLDER_FPS) -> Iterator[VideoData]:
     """Stream a video in chunks of at most ``chunk_frames`` frames (bounded memory).
 
     Same arguments and resampling as :func:`read_video`; concatenating the chunks gives what
@@ -452,7 +465,7 @@ def iter_video(path: str | os.PathLike, chunk_frames: int = 64, fps: float | Non
     out_fps = float(fps if fps is not None else source.native_fps)
     frames: list[SourceFrame] = []
     produced = 0
-    for frame in _output_frames(source, fps, float(start_time)):
+    for frame in _output_frames(source, fps, None if start_time is None else float(start_time)):
         frames.append(frame)
         if len(frames) == chunk_frames:
             produced += len(frames)

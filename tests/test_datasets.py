@@ -131,3 +131,121 @@ def test_folder_revision_sees_overwritten_frames_and_same_second_rewrites(tmp_pa
     np.save(npy, np.ones((2, 8, 8), np.float32))
     os.utime(npy, ns=(second + 300, second + 300))
     assert get_dataset("folder", root=str(tmp_path)).spec.revision not in (before, after_frame)
+
+
+# ---- the folder dataset decodes only the protocol's time window ------------------------------------
+
+def _index_frames(n, h=24, w=32):
+    """Frame k is uniformly grey at level 4k (recoverable after lossy coding)."""
+    return (torch.arange(n).float() * 4 / 255).view(n, 1, 1, 1).expand(n, 3, h, w).contiguous()
+
+
+def _frame_index(video):
+    return (video[:, :, 4:20, 4:28].mean(dim=(1, 2, 3)) * 255 / 4).round().long().tolist()
+
+
+def _make_folder(tmp_path, kind, n=45):
+    from benchmark.video_io import write_video
+
+    left, right = _index_frames(n), _index_frames(n).flip(-1)
+    if kind == "mp4":
+        write_video(tmp_path / "clip_left.mp4", left, fps=30)
+        write_video(tmp_path / "clip_right.mp4", right, fps=30)
+    elif kind == "frames":
+        _write_frames(tmp_path / "clip_left", left)
+        _write_frames(tmp_path / "clip_right", right)
+    else:  # variable frame rate MKV, written in-process with explicit presentation times
+        from fractions import Fraction
+
+        av = pytest.importorskip("av")
+        pts_ms = np.cumsum([0] + [33 if k % 4 else 70 for k in range(1, n)])
+        for role, video in (("left", left), ("right", right)):
+            with av.open(str(tmp_path / f"clip_{role}.mkv"), "w") as container:
+                stream = container.add_stream("libx264", rate=30)
+                stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+                stream.options = {"crf": "0"}
+                stream.time_base = Fraction(1, 1000)
+                frames = (video * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                for k, image in enumerate(frames):
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                    frame.pts, frame.time_base = int(pts_ms[k]), Fraction(1, 1000)
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+    # Disparity frame k holds the value k: which frames were read is visible in the values.
+    np.save(tmp_path / "clip_disparity.npy", np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 24, 32), np.float32))
+    return get_dataset("folder", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["mp4", "frames", "vfr-mkv"])
+@pytest.mark.parametrize("overrides", [dict(num_frames=5, fps=10.0), dict(num_frames=4, fps=7.0),
+                                       dict(num_frames=40, fps=12.0), dict(num_frames=6, fps=None)])
+def test_windowed_folder_read_gives_the_same_clip_as_the_full_read(tmp_path, kind, overrides):
+    from benchmark.datasets import load_clip
+    from benchmark.stereo.protocol import apply_protocol, get_protocol
+
+    dataset = _make_folder(tmp_path, kind)
+    protocol = get_protocol("native", **overrides)
+    full = apply_protocol(dataset.load_clip("clip"), protocol)
+    windowed_native = load_clip(dataset, "clip", protocol)
+    windowed = apply_protocol(windowed_native, protocol)
+    assert windowed_native.num_frames <= protocol.num_frames  # only the window was decoded
+    for field in ("left", "right", "disparity", "timestamps"):
+        torch.testing.assert_close(getattr(windowed, field), getattr(full, field), rtol=0, atol=1e-9,
+                                   equal_nan=True, msg=field)
+    assert windowed.fps == full.fps
+    assert windowed.metadata["source_frame_indices"] == full.metadata["source_frame_indices"]
+    # The disparity frames read are the frames shown (value k on frame k, -1 = padding).
+    real = [i for i in full.metadata["source_frame_indices"] if i >= 0]
+    assert windowed.disparity[: len(real), 0, 0, 0].tolist() == real == _frame_index(windowed.left[: len(real)])
+
+
+def test_windowed_folder_read_decodes_only_the_window(tmp_path, monkeypatch):
+    import benchmark.video_io as video_io
+    from benchmark.datasets import load_clip
+    from benchmark.stereo.protocol import get_protocol
+
+    dataset = _make_folder(tmp_path, "mp4", n=90)
+    decoded = []
+    original = video_io.ContainerSource._to_array
+    monkeypatch.setattr(video_io.ContainerSource, "_to_array",
+                        lambda self, frame: decoded.append(frame) or original(self, frame))
+    clip = load_clip(dataset, "clip", get_protocol("native", num_frames=4, fps=10.0))
+    assert clip.num_frames == 4 and _frame_index(clip.left) == [0, 3, 6, 9]
+    assert len(decoded) <= 2 * 11  # left and right: frames 0..10 at most, of 90 each
+    decoded.clear()
+    dataset.load_clip("clip")
+    assert len(decoded) == 2 * 90
+
+
+def test_windowed_folder_read_still_checks_the_disparity_length(tmp_path):
+    from benchmark.datasets import load_clip
+    from benchmark.stereo.protocol import get_protocol
+
+    dataset = _make_folder(tmp_path, "mp4", n=20)
+    np.save(tmp_path / "clip_disparity.npy", np.zeros((19, 24, 32), np.float32))
+    with pytest.raises(StereobenchError, match=r"clip_disparity.npy has shape \(19, 1, 24, 32\), expected \(20,"):
+        load_clip(dataset, "clip", get_protocol("native", num_frames=2, fps=5.0))
+
+
+def test_load_clip_passes_a_window_only_to_datasets_that_take_one():
+    from benchmark.datasets import load_clip
+    from benchmark.stereo.protocol import get_protocol
+
+    calls = []
+
+    class Plain:
+        def load_clip(self, name):
+            calls.append(("plain", name))
+
+    class Windowed:
+        def load_clip(self, name, window=None):
+            calls.append(("windowed", name, window))
+
+    load_clip(Plain(), "a", get_protocol("paper"))
+    load_clip(Windowed(), "b", "paper")
+    load_clip(Windowed(), "c", get_protocol("native"))  # keeps every frame: no window
+    load_clip(Windowed(), "d")
+    window = get_protocol("paper").time_window()
+    assert calls == [("plain", "a"), ("windowed", "b", window), ("windowed", "c", None), ("windowed", "d", None)]

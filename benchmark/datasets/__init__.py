@@ -5,7 +5,10 @@ A dataset is any object with
 - ``spec``: :class:`benchmark.datasets.base.DatasetSpec` (name, licence, revision, default protocol);
 - ``clip_names() -> list[str]``;
 - ``load_clip(name) -> Clip`` at native size and frame rate (callers apply a clip protocol with
-  :func:`benchmark.stereo.protocol.apply_protocol`).
+  :func:`benchmark.stereo.protocol.apply_protocol`); optionally ``load_clip(name, window=...)``
+  taking the protocol's :class:`benchmark.types.TimeWindow`, so a reader decodes only the frames
+  the protocol keeps (``folder`` does). :func:`load_clip` passes the window when the dataset
+  accepts one.
 
 Built in (no download):
 
@@ -104,9 +107,38 @@ def _coerce(value: str) -> Any:
     return value
 
 
+def load_clip(dataset, name: str, protocol=None) -> Clip:
+    """``dataset.load_clip(name)``, passing ``protocol.time_window()`` as ``window=`` when the
+    dataset's ``load_clip`` accepts a window (then only the protocol's frames are decoded; the
+    caller still applies the protocol, which gives the same clip as a full read would).
+
+    Args:
+        dataset: an object with ``load_clip(name[, window])``.
+        name: clip name.
+        protocol: a :class:`benchmark.stereo.protocol.ClipProtocol` (or its name), or None.
+    """
+    import inspect
+
+    window = None
+    if protocol is not None:
+        if isinstance(protocol, str):
+            from benchmark.stereo.protocol import get_protocol
+
+            protocol = get_protocol(protocol)
+        window = protocol.time_window()
+    if window is not None:
+        try:
+            accepts_window = "window" in inspect.signature(dataset.load_clip).parameters
+        except (TypeError, ValueError):
+            accepts_window = False
+        if accepts_window:
+            return dataset.load_clip(name, window=window)
+    return dataset.load_clip(name)
+
+
 def dataset_names() -> list[str]:
     """Every registered dataset name (built-in and plug-ins)."""
     return DATASETS.names()
 
 
-__all__ = ["BUNDLED", "Clip", "DATASETS", "DatasetSpec", "dataset_names", "get_dataset", "parse_options"]
+__all__ = ["BUNDLED", "Clip", "DATASETS", "DatasetSpec", "dataset_names", "get_dataset", "load_clip", "parse_options"]

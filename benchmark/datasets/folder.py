@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmark.datasets.base import DatasetSpec
-from benchmark.types import Clip
+from benchmark.types import Clip, TimeWindow
 from benchmark.errors import StereobenchError, did_you_mean
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -98,35 +98,80 @@ class FolderDataset:
     def clip_names(self) -> list[str]:
         return sorted(self._clips)
 
-    def load_clip(self, name: str) -> Clip:
-        from benchmark.stereo.video_io import read_video
+    def load_clip(self, name: str, window: TimeWindow | None = None) -> Clip:
+        """Clip ``name`` at native size.
+
+        Args:
+            name: a name from :meth:`clip_names`.
+            window: the time window a clip protocol keeps (:meth:`ClipProtocol.time_window
+                <benchmark.stereo.protocol.ClipProtocol.time_window>`), or None for every frame.
+                With a window only those frames are decoded (decoding stops after
+                ``window.num_frames`` output frames) and the clip comes resampled to
+                ``window.fps``, on the protocol's own clock, so applying the protocol afterwards
+                gives exactly the clip the full read would give; ``metadata["source_frame_indices"]``
+                says which source frame each clip frame is, and only those disparity frames are
+                read from the ``.npy`` (memory-mapped).
+
+        Raises:
+            StereobenchError: unknown clip, unreadable video, mismatched right video or disparity.
+        """
+        from benchmark.video_io import open_source, read_video
 
         if name not in self._clips:
             raise did_you_mean(name, self._clips, f"clip of {self.root}")
         files = self._clips[name]
-        left = read_video(files["left"])
+        if window is None:
+            read = dict(fps=None, max_frames=None, start_time=0.0)
+        else:
+            read = dict(fps=window.fps, max_frames=window.num_frames, start_time=window.start_time)
+        left = read_video(files["left"], **read)
         right = disparity = None
         if "right" in files:
-            right_video = read_video(files["right"])
+            right_video = read_video(files["right"], **read)
             if right_video.frames.shape != left.frames.shape:
                 raise StereobenchError(
                     f"{files['right'].name} has shape {tuple(right_video.frames.shape)} but {files['left'].name} has "
                     f"{tuple(left.frames.shape)}; left and right videos must match in frames and size")
+            if window is not None:
+                # Only a window was decoded: compare the full lengths where the containers know them.
+                counts = [open_source(files[role]).frame_count for role in ("left", "right")]
+                if None not in counts and counts[0] != counts[1]:
+                    raise StereobenchError(
+                        f"{files['right'].name} has {counts[1]} frames but {files['left'].name} has {counts[0]}; "
+                        f"left and right videos must match in frames and size")
             right = right_video.frames
+        metadata = {role: str(path) for role, path in files.items()}
         if "disparity" in files:
             try:
-                array = np.load(files["disparity"])
+                # Memory-mapped: a windowed read touches only the frames it uses.
+                array = np.load(files["disparity"], mmap_mode="r" if window is not None else None)
             except (OSError, ValueError) as exc:
                 raise StereobenchError(f"cannot read {files['disparity']} ({exc}); save a float array with "
                                        f"numpy.save") from None
             if array.ndim == 3:
                 array = array[:, None]
             t, _, h, w = left.frames.shape
-            if array.shape != (t, 1, h, w):
-                raise StereobenchError(f"{files['disparity'].name} has shape {array.shape}, expected ({t}, {h}, {w}) "
-                                       f"to match {files['left'].name}")
+            if window is None:
+                expected_frames = t
+            else:
+                # The whole video was not decoded: its frame count comes from the container
+                # (exact for MP4 and frame folders); without one, the used frames must exist.
+                expected_frames = open_source(files["left"]).frame_count
+                if expected_frames is None and left.source_indices is not None:
+                    expected_frames = max(array.shape[0], int(left.source_indices.max()) + 1)
+            if array.ndim != 4 or array.shape[1:] != (1, h, w) or (expected_frames is not None
+                                                                    and array.shape[0] != expected_frames):
+                frames = expected_frames if expected_frames is not None else "T"
+                raise StereobenchError(f"{files['disparity'].name} has shape {array.shape}, expected ({frames}, {h}, "
+                                       f"{w}) to match {files['left'].name}")
+            if window is not None:
+                if left.source_indices is None:  # pragma: no cover - a windowed read never seeks
+                    raise StereobenchError(f"cannot tell which frames of {files['left'].name} were read; "
+                                           f"read the clip without a time window")
+                array = array[left.source_indices.numpy()]
             disparity = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
             disparity = torch.where(torch.isfinite(disparity), disparity, torch.nan)
+        if window is not None and left.source_indices is not None:
+            metadata["source_frame_indices"] = left.source_indices.tolist()
         return Clip(clip_id=f"{self.name}/{name}", left=left.frames, fps=left.fps, right=right,
-                    disparity=disparity, timestamps=left.timestamps,
-                    metadata={role: str(path) for role, path in files.items()})
+                    disparity=disparity, timestamps=left.timestamps, metadata=metadata)
