@@ -138,8 +138,9 @@ def run_start_time(data: dict[str, Any] | None) -> float | None:
 class RunLock:
     """Exclusive ownership of a run folder (see the module docstring); a context manager.
 
-    The lock file holds JSON ``{"pid", "host", "started_at", "command"}`` of the owner. Release
-    empties it (the file stays: removing it would let two processes lock two different inodes).
+    The lock file holds JSON ``{"pid", "host", "started_at", "command"}`` of the owner and exists
+    only while the run is owned (release removes it; a file left by a killed owner is stale: its
+    flock died with the owner, and the next process takes it over).
     """
 
     def __init__(self, path: Path):
@@ -176,38 +177,50 @@ class RunLock:
 
     def _try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    return False
-            else:  # pragma: no cover - no flock: trust the recorded pid
-                owner = self.owner()
-                if owner and owner.get("host") == socket.gethostname() and pid_alive(int(owner.get("pid", 0))) \
-                        and int(owner.get("pid", 0)) != os.getpid():
-                    os.close(fd)
-                    return False
-            # Ours now; a record left by a dead owner (stale) is simply overwritten.
-            record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "command": " ".join(sys.argv)[:500]}).encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, record, 0)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        os.close(fd)
+                        return False
+                    # The owner before us removes the file on release: if it did so between our
+                    # open and our flock, we locked a file nobody else will see; start over.
+                    try:
+                        same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                    except FileNotFoundError:
+                        same = False
+                    if not same:
+                        os.close(fd)
+                        continue
+                else:  # pragma: no cover - no flock: trust the recorded pid
+                    owner = self.owner()
+                    pid = int((owner or {}).get("pid", 0) or 0)
+                    if owner and owner.get("host") == socket.gethostname() and pid != os.getpid() and pid_alive(pid):
+                        os.close(fd)
+                        return False
+                # Ours now; a record left by a dead owner (stale) is simply overwritten.
+                record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                     "command": " ".join(sys.argv)[:500]}).encode()
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, record, 0)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
 
     def release(self) -> None:
+        """Remove the lock file, then drop the lock (in this order, so that nobody can lock the
+        file we are about to remove; see :meth:`_try_acquire`)."""
         if self._fd is None:
             return
         try:
-            os.ftruncate(self._fd, 0)
+            os.unlink(self.path)
         except OSError:
             pass
         finally:

@@ -120,31 +120,55 @@ def _ensure_lpips_weights(metrics: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Taking the run
 # ---------------------------------------------------------------------------------------------
-def _take_run(plan: RunPlan, fresh: bool, wait: bool):
-    """Resolve the run id and take its lock: ``(RunDir, resumed, lock or None)``; on torchrun,
-    rank 0 decides and the others follow (an error on rank 0 is raised on every rank)."""
+RESOLVE_LOCK = ".resolve.lock"
+"""Lock file in ``--out`` held while a process decides which run it takes and writes that run's
+manifest: two identical commands started together then agree (the second sees the first's
+``running`` manifest, picks the same run and finds it owned) instead of starting two runs."""
+
+
+def _take_run(plan: RunPlan, fresh: bool, wait: bool, argv: list[str] | None):
+    """Resolve the run id, take its lock and open its manifest: ``(RunDir, resumed, lock or None,
+    manifest)``. On torchrun rank 0 decides and the others follow (an error on rank 0 is raised on
+    every rank); only rank 0 holds the lock. ``--shard`` jobs each hold their shard's lock."""
+    from benchmark.run_store import RunLock
+
     config, dist = plan.config, plan.dist
     out = Path(config.out)
     decision: tuple[str | None, bool, str | None] = (None, False, None)
-    lock = None
+    lock = manifest = None
     if dist.is_main or dist.mode == "shard":
+        shard = dist.rank if dist.mode == "shard" else None
         try:
-            run_id, resumed = resolve_run_id(config, dist, fresh)
-            run = RunDir(out, run_id)
-            check_writable(run.path)
-            shard = dist.rank if dist.mode == "shard" else None
-            lock = run.lock(wait=wait, shard=shard)
+            with RunLock(out / RESOLVE_LOCK).acquire(wait=True, poll_s=0.05, timeout_s=120):
+                run_id, resumed = resolve_run_id(config, dist, fresh)
+                run = RunDir(out, run_id)
+                check_writable(run.path)
+                try:
+                    lock = run.lock(shard=shard)
+                except StereobenchError:
+                    if not wait:
+                        raise
+                if lock is not None:
+                    manifest = _open_manifest(plan, run, resumed, argv)
+            if lock is None:  # --wait: wait for the owner outside the short resolve lock
+                lock = run.lock(wait=True, shard=shard)
+                resumed = True
+                manifest = _open_manifest(plan, run, resumed, argv)
             decision = (run_id, resumed, None)
         except StereobenchError as exc:
+            if lock is not None:
+                lock.release()
+                lock = None
             decision = (None, False, str(exc))
             if dist.mode != "torchrun":
                 raise
     run_id, resumed, problem = _broadcast(decision, dist)
     if problem is not None:
-        if lock is not None:
-            lock.release()
         raise StereobenchError(problem)
-    return RunDir(out, run_id), resumed, lock
+    run = RunDir(out, run_id)
+    if manifest is None:  # torchrun ranks > 0: their own manifest-rank<k>.json
+        manifest = _open_manifest(plan, run, resumed, argv)
+    return run, resumed, lock, manifest
 
 
 def _open_manifest(plan: RunPlan, run: RunDir, resumed: bool, argv: list[str] | None):
@@ -285,13 +309,12 @@ def run_benchmark(
     try:
         plan = make_plan(config, dist)
         _ensure_lpips_weights(list(plan.metrics))
-        run, resumed, lock = _take_run(plan, fresh, wait)
+        run, resumed, lock, manifest = _take_run(plan, fresh, wait, argv)
         if dist.is_main or dist.mode == "shard":
             run.sweep_debris()  # temp files of writers killed in an earlier attempt
             if config.cache:
                 sweep_orphaned_temp_files(config.cache, recursive=True)
         summary = RunSummary(run_id=run.run_id, run_dir=run.path, resumed=resumed)
-        manifest = _open_manifest(plan, run, resumed, argv)
         _loop(plan, run, resumed, summary, progress)
         _barrier(dist)
         summary.wall_seconds = time.perf_counter() - started
