@@ -400,3 +400,47 @@ def test_finder_finds_a_three_module_cycle_and_the_rules_flag_forbidden_imports(
     found = violations(edges, rules)
     assert found == ["pkg.x -> pkg.y at pkg/x.py:1: x may not import y",
                      "pkg.z -> pkg.x at pkg/z.py:2 (in a function): z is the ground floor"]
+
+
+# ----------------------------------------------------------------------------- docs/architecture.md
+
+def documented_modules(text: str) -> set[str]:
+    """The ``.py`` paths named in the layout block of docs/architecture.md (indentation = folders)."""
+    import re
+
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    stack: list[tuple[int, str]] = []  # (indent, folder path)
+    found = set()
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        folder = stack[-1][1] if stack else ""
+        names = re.split(r"\s{2,}", line.strip())[0]  # the description starts after two spaces
+        for token in re.split(r"[,\s]+", names):
+            if token.endswith("/"):
+                stack.append((indent, folder + token))
+            elif token.endswith(".py"):
+                found.add(folder + token)
+    return found
+
+
+def test_architecture_doc_has_one_line_per_module(repo_imports):
+    modules, _ = repo_imports
+    # An empty __init__.py is only a package marker: its folder's line documents it.
+    actual = {str(path.relative_to(REPO)) for path in modules.values()
+              if not (path.name == "__init__.py" and not path.read_text(encoding="utf-8").strip())}
+    documented = documented_modules((REPO / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    every_file = {str(path.relative_to(REPO)) for path in modules.values()}
+    walked = {p for p in documented if p.split("/")[0] in ROOTS}  # tests/ lines describe helpers, not modules
+    missing, stale = sorted(actual - documented), sorted(walked - every_file)
+    assert not missing, "modules missing from docs/architecture.md (add one line each): " + ", ".join(missing)
+    assert not stale, "docs/architecture.md names modules that do not exist: " + ", ".join(stale)
+
+
+def test_documented_modules_reads_folders_from_indentation():
+    text = "## Layout\n\n```\npkg/             the package\n  a.py b.py      two\n  sub/           folder\n" \
+           "    c.py, d.py   two more\n  e.py           back up\ntop.py           top\n```\n"
+    assert documented_modules(text) == {"pkg/a.py", "pkg/b.py", "pkg/sub/c.py", "pkg/sub/d.py", "pkg/e.py", "top.py"}
