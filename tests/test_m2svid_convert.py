@@ -84,7 +84,11 @@ def _official_state(unet, vae, encoder) -> dict[str, torch.Tensor]:
     state.update({k: torch.cat(v) for k, v in qkv.items()})
     # Other tensors the official file carries (must be skipped, not required).
     state["loss_fn.lpips.lin0.model.1.weight"] = torch.zeros(1, 64, 1, 1)
-    state["conditioner.embedders.5.encoder.encoder.conv_in.weight"] = torch.zeros(1)
+    # The warped-view encoder (embedders.5): officially a copy of embedders.3's encoder + quant_conv.
+    for source in list(state):
+        if source.startswith(("conditioner.embedders.3.encoder.encoder.", "conditioner.embedders.3.encoder.quant_conv.")):
+            state[source.replace("embedders.3.", "embedders.5.")] = state[source].clone()
+    state["conditioner.embedders.5.encoder.decoder.conv_in.weight"] = torch.zeros(1)  # its AE decoder: skipped
     state[CLIP_PREFIX.replace("visual.", "token_embedding.weight")] = torch.zeros(3, 4)
     return state
 

@@ -13,10 +13,10 @@ import torch
 
 from benchmark.errors import StereobenchError
 from methods.m2svid import M2SVid, M2SVidNoFullAttention
-from methods.m2svid.pipeline import (
-    InferenceOptions, M2SVidPipeline, blend_windows, edm_v_scalings, load_pipeline, ramp_weights,
-    resize_antialiased, save_pipeline_folder, tiny_components, windows_1d,
-)
+from benchmark.windows import blend_windows, ramp_weights, windows_1d
+from methods._svd.clip import resize_antialiased
+from methods._svd.edm import edm_v_scalings
+from methods.m2svid.pipeline import InferenceOptions, M2SVidPipeline, load_pipeline, save_pipeline_folder, tiny_components
 from tests.method_tester import MethodTesterMixin, make_layered_scene
 
 

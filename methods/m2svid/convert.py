@@ -16,8 +16,20 @@ and takes any component the checkpoint lacks from an SVD img2vid-xt folder or ca
 (``svd_source``). The mapping is written diffusers -> sgm, one rule per key; conversion is
 strict: every diffusers parameter must be filled with a tensor of the right shape and every
 tensor under a converted prefix must be consumed, else a :class:`StereobenchError` names what
-was expected. Tensors under other prefixes (LPIPS, the conditioner's AE decoders, the second
-conditioning encoder, the OpenCLIP text leftovers) are reported as skipped.
+was expected. Tensors under other prefixes (LPIPS, the conditioner's AE decoders, the OpenCLIP
+text leftovers) are reported as skipped.
+
+Two encoders are compared rather than assumed (OFFICIAL_CODE_FACTS.md C, D):
+
+* the warped-view conditioning encoder ``conditioner.embedders.5.encoder.{encoder,quant_conv}``
+  against the left-view one (``embedders.3``): equal -> dropped; different -> kept as
+  ``warped_encoder/`` (:class:`methods._svd.vae.KLEncoder`) and used for the warped view;
+* the first-stage encoder (the official *training target* encoder, no quant_conv) against the
+  conditioner's: different -> kept as ``training_target_encoder/``.
+
+The manifest records every outcome (``warped_encoder_equals_left_encoder``,
+``first_stage_encoder_equals_conditioner_encoder``, ``quant_conv_is_identity``,
+``training_target``), and :mod:`methods.m2svid.train` reads them.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -40,6 +53,9 @@ QUANT_PREFIX = "conditioner.embedders.3.encoder.quant_conv."
 FIRST_STAGE_ENCODER_PREFIX = "first_stage_model.encoder."
 DECODER_PREFIX = "first_stage_model.decoder."
 CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
+#: The warped-view conditioning encoder (a frozen KL encoder + quant_conv like embedders.3).
+WARPED_ENCODER_PREFIX = "conditioner.embedders.5.encoder.encoder."
+WARPED_QUANT_PREFIX = "conditioner.embedders.5.encoder.quant_conv."
 SVD_HUB_ID = "stabilityai/stable-video-diffusion-img2vid-xt"
 
 _RESNET_RULES = (
@@ -315,21 +331,86 @@ def _svd_component(svd_source: str | None, subfolder: str, what: str):
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionModelWithProjection
 
-    from methods.m2svid.pipeline import resolve_weights_folder
+    from methods._svd.folders import require_folder, resolve_folder
 
-    folder = resolve_weights_folder(svd_source)
+    folder = resolve_folder(svd_source, what="SVD source", how_to_get=f"give a local SVD img2vid-xt folder or {SVD_HUB_ID}")
+    require_folder(folder, [subfolder], what="SVD source", fix=f"expected the diffusers layout of {SVD_HUB_ID}")
     cls = AutoencoderKLTemporalDecoder if subfolder == "vae" else CLIPVisionModelWithProjection
-    if not (folder / subfolder / "config.json").exists():
-        raise StereobenchError(f"SVD source {folder} has no {subfolder}/ (expected the diffusers layout of {SVD_HUB_ID})")
     return cls.from_pretrained(folder / subfolder)
 
 
+class Converted(NamedTuple):
+    """What :func:`convert_state` builds: the three pipeline modules, the manifest report and the
+    optional extra encoders (None when the checkpoint's copy is identical or absent)."""
+
+    unet: Any
+    vae: Any
+    image_encoder: Any
+    report: dict
+    warped_encoder: Any = None
+    target_encoder: Any = None
+
+
+def _load_vae_like(module, state: dict[str, torch.Tensor], name_map: dict[str, str], what: str) -> set[str]:
+    """:func:`load_mapped` for VAE-layout modules: sgm stores the mid attention's q/k/v/proj_out
+    as 1x1 convolutions, diffusers as linear layers (squeezed here)."""
+    squeezed = {}
+    for source in name_map.values():
+        if ".mid.attn_1." in source and source.endswith(".weight") and source in state and state[source].ndim == 4:
+            squeezed[source] = state[source][:, :, 0, 0]
+    return load_mapped(module, {**state, **squeezed}, name_map, what)
+
+
+def _encoder_name_map(encoder, encoder_prefix: str, quant_prefix: str) -> dict[str, str]:
+    """Official names of a :class:`KLEncoder`'s parameters (same rules as the VAE's encoder)."""
+    levels = len(encoder.config.block_out_channels)
+    return {name: vae_diffusers_to_sgm(name, levels, encoder_prefix, quant_prefix) for name in encoder.state_dict()}
+
+
+def _same_tensors(state: dict[str, torch.Tensor], names: list[str], old_prefix: str, new_prefix: str) -> bool:
+    """Whether every tensor ``names`` (under ``old_prefix``) equals its twin under ``new_prefix``."""
+    return all(torch.equal(state[name], state[new_prefix + name[len(old_prefix):]]) for name in names)
+
+
+def _warped_encoder(state: dict[str, torch.Tensor], vae, vae_names: dict[str, str], report: dict):
+    """Compare ``embedders.5`` (warped view) with ``embedders.3`` (left view); a KLEncoder if they differ.
+
+    Records ``warped_encoder_equals_left_encoder`` (absent when the checkpoint has no
+    embedders.5). An incomplete embedders.5 is refused: it cannot be compared.
+    """
+    from methods._svd.vae import KLEncoder
+
+    present = [k for k in state if k.startswith((WARPED_ENCODER_PREFIX, WARPED_QUANT_PREFIX))]
+    if not present:
+        return None
+    left = [src for src in vae_names.values() if src.startswith((ENCODER_PREFIX, QUANT_PREFIX))]
+    twins = {src: (WARPED_ENCODER_PREFIX + src[len(ENCODER_PREFIX):] if src.startswith(ENCODER_PREFIX)
+                   else WARPED_QUANT_PREFIX + src[len(QUANT_PREFIX):]) for src in left}
+    missing = sorted(twin for twin in twins.values() if twin not in state)
+    extra = sorted(set(present) - set(twins.values()))
+    if missing or extra:
+        raise StereobenchError(
+            f"the checkpoint's warped-view encoder (conditioner.embedders.5) does not match the left-view encoder's layout "
+            f"({len(missing)} tensor(s) missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}): "
+            f"is this an unmodified M2SVid checkpoint?")
+    equal = all(state[src].shape == state[twin].shape and torch.equal(state[src], state[twin]) for src, twin in twins.items())
+    report["warped_encoder_equals_left_encoder"] = equal
+    if equal:
+        return None
+    encoder = KLEncoder.from_vae(vae, use_quant_conv=True)
+    _load_vae_like(encoder, state, _encoder_name_map(encoder, WARPED_ENCODER_PREFIX, WARPED_QUANT_PREFIX),
+                   "warped-view encoder (conditioner.embedders.5)")
+    report["components"]["warped_encoder"] = f"checkpoint ({WARPED_ENCODER_PREFIX}* + {WARPED_QUANT_PREFIX}*)"
+    return encoder
+
+
 def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None, unet_config: dict | None = None,
-                  vae_config: dict | None = None, clip_config=None):
-    """Build (unet, vae, image_encoder, report) from a flat official state dict.
+                  vae_config: dict | None = None, clip_config=None) -> Converted:
+    """Build the converted modules from a flat official state dict.
 
     ``*_config`` override the architectures inferred for the full-size model (tests use tiny
-    ones). ``report`` lists consumed/skipped key counts and where each component came from.
+    ones). ``report`` lists consumed/skipped key counts, where each component came from and the
+    encoder comparisons (module docstring).
     """
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionModelWithProjection
@@ -348,6 +429,7 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
     has_decoder = any(k.startswith(DECODER_PREFIX) for k in state)
     has_encoder = any(k.startswith(ENCODER_PREFIX) for k in state)
     has_first_encoder = any(k.startswith(FIRST_STAGE_ENCODER_PREFIX) for k in state)
+    warped_encoder = target_encoder = None
     if has_decoder and (has_encoder or has_first_encoder):
         vae = AutoencoderKLTemporalDecoder(**(vae_config or {
             "down_block_types": ("DownEncoderBlock2D",) * 4, "block_out_channels": (128, 256, 512, 512),
@@ -360,16 +442,24 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
             channels = vae.quant_conv.weight.shape[0]
             state = {**state, QUANT_PREFIX + "weight": torch.eye(channels).reshape(channels, channels, 1, 1),
                      QUANT_PREFIX + "bias": torch.zeros(channels)}
-        squeezed = {}
-        for name, source in name_map.items():
-            if ".mid.attn_1." in source and source.endswith(".weight") and state[source].ndim == 4:
-                squeezed[source] = state[source][:, :, 0, 0]
-        consumed_vae = load_mapped(vae, {**state, **squeezed}, name_map, "VAE")
+        consumed_vae = _load_vae_like(vae, state, name_map, "VAE")
         unused = sorted(k for k in state if k.startswith((encoder_prefix, DECODER_PREFIX)) and k not in consumed_vae)
         if unused:
             raise StereobenchError(f"{len(unused)} VAE tensor(s) have no place in AutoencoderKLTemporalDecoder, e.g. {unused[:3]}")
         report["components"]["vae"] = f"checkpoint ({encoder_prefix}* + {DECODER_PREFIX}*)"
         report.update(_training_target_encoder_check(state, name_map, has_encoder and has_first_encoder))
+        if report.get("first_stage_encoder_equals_conditioner_encoder") is False:
+            from methods._svd.vae import KLEncoder
+
+            target_encoder = KLEncoder.from_vae(vae, use_quant_conv=False)
+            _load_vae_like(target_encoder, state, _encoder_name_map(target_encoder, FIRST_STAGE_ENCODER_PREFIX, QUANT_PREFIX),
+                           "first-stage encoder")
+            report["components"]["training_target_encoder"] = f"checkpoint ({FIRST_STAGE_ENCODER_PREFIX}*)"
+        if has_encoder:
+            warped_encoder = _warped_encoder(state, vae, name_map, report)
+        elif any(k.startswith(WARPED_ENCODER_PREFIX) for k in state):
+            raise StereobenchError("the checkpoint has a warped-view encoder (conditioner.embedders.5) but no left-view "
+                                   "encoder (conditioner.embedders.3): is this an unmodified M2SVid checkpoint?")
     else:
         vae = _svd_component(svd_source, "vae", "VAE (first_stage_model.decoder / conditioner encoder)")
         report["components"]["vae"] = f"svd source {svd_source}"
@@ -388,7 +478,7 @@ def convert_state(state: dict[str, torch.Tensor], svd_source: str | None = None,
     skipped = sorted({k.split(".")[0] + "." + k.split(".")[1] if k.count(".") > 1 else k
                       for k in state if not k.startswith(prefixes)})
     report["skipped_prefixes"] = skipped
-    return unet, vae, encoder, report
+    return Converted(unet, vae, encoder, report, warped_encoder, target_encoder)
 
 
 def _training_target_encoder_check(state: dict[str, torch.Tensor], name_map: dict[str, str], both: bool) -> dict:
@@ -397,7 +487,8 @@ def _training_target_encoder_check(state: dict[str, torch.Tensor], name_map: dic
     Officially the conditions are encoded by the conditioner's KL encoder + quant_conv (what the
     converted VAE holds), but the training target by ``first_stage_model.encoder`` with no
     quant_conv (OFFICIAL_CODE_FACTS.md C, D). The two agree iff the encoder tensors are equal and
-    quant_conv is the identity; recorded in the manifest so a fine-tuning run can be judged.
+    quant_conv is the identity. Recorded in the manifest, with ``training_target`` saying which
+    encoder :mod:`methods.m2svid.train` uses for the target.
     """
     if not both:
         return {}
@@ -409,7 +500,14 @@ def _training_target_encoder_check(state: dict[str, torch.Tensor], name_map: dic
         and torch.equal(state[src], state[FIRST_STAGE_ENCODER_PREFIX + src[len(ENCODER_PREFIX):]])
         for src in name_map.values() if src.startswith(ENCODER_PREFIX)
     )
-    return {"quant_conv_is_identity": identity, "first_stage_encoder_equals_conditioner_encoder": same}
+    if not same:
+        target = "training_target_encoder/ (first_stage_model.encoder, no quant_conv)"
+    elif not identity:
+        target = "vae encoder without quant_conv"
+    else:
+        target = "vae (identical to the official target encoder)"
+    return {"quant_conv_is_identity": identity, "first_stage_encoder_equals_conditioner_encoder": same,
+            "training_target": target}
 
 
 def _sha256(path: Path) -> str:
@@ -428,17 +526,20 @@ def convert_checkpoint(src_pt: str | Path, out_dir: str | Path, svd_source: str 
 
     src_pt, out_dir = Path(src_pt), Path(out_dir)
     state = read_checkpoint(src_pt, trust_pickle=trust_pickle)
-    unet, vae, encoder, report = convert_state(state, svd_source=svd_source, **configs)
+    converted = convert_state(state, svd_source=svd_source, **configs)
     if full_attention is None:
         full_attention = "no_full_att" not in src_pt.name
     manifest = {
         "source_file": src_pt.name, "source_sha256": _sha256(src_pt), "full_attention": bool(full_attention),
-        "dtype": str(dtype).removeprefix("torch."), **report,
+        "dtype": str(dtype).removeprefix("torch."), **converted.report,
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        save_pipeline_folder(tmp, unet.to(dtype), vae.to(dtype), encoder.to(dtype), manifest=manifest)
+        extras = {name: module.to(dtype) if module is not None else None
+                  for name, module in (("warped_encoder", converted.warped_encoder), ("target_encoder", converted.target_encoder))}
+        save_pipeline_folder(tmp, converted.unet.to(dtype), converted.vae.to(dtype), converted.image_encoder.to(dtype),
+                             manifest=manifest, **extras)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -450,7 +551,7 @@ def convert_checkpoint(src_pt: str | Path, out_dir: str | Path, svd_source: str 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``stereobench weights convert-m2svid``."""
-    from methods.m2svid.adapter import weights_root
+    from benchmark.weights import weights_root
 
     parser.add_argument("checkpoint", type=Path, help="official m2svid_weights.pt or m2svid_no_full_atten_weights.pt")
     parser.add_argument("--out", type=Path, default=None,
@@ -466,7 +567,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run the conversion for parsed ``add_convert_arguments`` arguments; prints the folder."""
-    from methods.m2svid.adapter import weights_root
+    from benchmark.weights import weights_root
 
     full = {"auto": None, "full-attention": True, "no-full-attention": False}[args.variant]
     if full is None:

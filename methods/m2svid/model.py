@@ -19,10 +19,11 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from torch import nn
 
+from methods._svd.vae import VAE_SCALING_FACTOR
 from methods.m2svid.attention import FullAttentionState, install_full_attention
 
 #: Latent scale of SVD's VAE (generated latents are divided by it before decoding).
-LATENT_SCALE = 0.18215
+LATENT_SCALE = VAE_SCALING_FACTOR
 #: EDM sigma_max of the official config; the single step runs at this noise level.
 SIGMA_MAX = 700.0
 IN_CHANNELS = 13

@@ -1,4 +1,4 @@
-"""Single-step M2SVid inference on diffusers modules, with padding, temporal chunks and tiles.
+"""Single-step M2SVid inference on diffusers modules, with padding, temporal windows and tiles.
 
 One window (at most 25 frames, sides multiples of 64) follows the official ``generate()``
 (OFFICIAL_CODE_FACTS.md A, E):
@@ -6,13 +6,15 @@ One window (at most 25 frames, sides multiples of 64) follows the official ``gen
 1. warped pixels under the (closed) hole mask are zeroed, then the mask is dilated 3x3
    (the pixels of the dilation ring keep their warped values);
 2. left, warped and mask map to [-1, 1]; 0.02 N(0,1) noise is added to left and warped
-   (conditioning augmentation, seeded here for reproducibility);
-3. both videos are VAE-encoded (encoder, quant_conv, posterior mode, *no* 0.18215 scaling);
+   (conditioning augmentation, seeded here for reproducibility; under float16 the strength is
+   0.02 rounded to half precision, 0.0200043, as in the official fp16 code);
+3. both videos are VAE-encoded (encoder, quant_conv, posterior mode, *no* 0.18215 scaling; the
+   warped view by its own encoder when the checkpoint's ``embedders.5`` differs from ``.3``);
    the mask is resized to latent size bilinearly without antialiasing (values in [-1, 1]);
 4. CLIP image embeddings of *every* left frame (antialiased resize to the encoder's size,
    CLIP normalisation) condition the spatial cross-attention of their own frame;
 5. one U-Net call on a zero latent at sigma_max = 700: c_noise = 0.25 ln 700, added time ids
-   [fps, 127, 0.02]; the clean latent is z = c_out F with c_out = -700 / sqrt(700^2 + 1);
+   [fps, 127, cond_aug]; the clean latent is z = c_out F with c_out = -700 / sqrt(700^2 + 1);
 6. the temporal VAE decoder decodes z / 0.18215 for all frames of the window in one call
    (frame-batched decoding changes the temporal decoder's output; ``decode_chunk_size`` is
    an explicit, non-official memory option).
@@ -20,153 +22,60 @@ One window (at most 25 frames, sides multiples of 64) follows the official ``gen
 Beyond the official code (which refuses T > 25 and sides not divisible by 64): sides are
 padded (replicate) to the size multiple and cropped back; longer videos run in overlapping
 temporal windows and large frames in overlapping spatial tiles, blended with linear
-cross-fades (weights normalised to sum to one at every frame and pixel).
+cross-fades (weights normalised to sum to one at every frame and pixel; :mod:`benchmark.windows`).
+The CLIP preprocessing, VAE batches and EDM scalings are the shared ones of :mod:`methods._svd`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from benchmark.errors import StereobenchError
 from benchmark.stereo.warp import dilate_mask
+from benchmark.windows import blend_windows
+from methods._svd.clip import CLIP_MEAN, CLIP_STD, clip_image_embeds
+from methods._svd.edm import edm_v_scalings
+from methods._svd.vae import decode_latents, encode_video
 from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MOTION_BUCKET_ID = 127.0
 COND_AUG = 0.02
 MAX_FRAMES = 25
 
 
-def edm_v_scalings(sigma: float) -> tuple[float, float, float, float]:
-    """(c_skip, c_out, c_in, c_noise) of sgm's VScalingWithEDMcNoise at noise level sigma."""
-    return 1.0 / (sigma**2 + 1), -sigma / math.sqrt(sigma**2 + 1), 1.0 / math.sqrt(sigma**2 + 1), 0.25 * math.log(sigma)
+def half_precision_cond_aug(value: float, dtype: torch.dtype) -> float:
+    """The conditioning-augmentation strength the official code uses in ``dtype``.
 
-
-def _gaussian_kernel1d(size: int, sigma: float, device, dtype) -> torch.Tensor:
-    x = torch.arange(size, device=device, dtype=torch.float64) - (size - 1) / 2
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    return (kernel / kernel.sum()).to(dtype)
-
-
-def resize_antialiased(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Kornia-style antialiased bicubic resize (Gaussian prefilter, align_corners=True).
-
-    Matches sgm's CLIP preprocessing: sigma = max((factor - 1) / 2, 0.001) per axis, odd
-    kernel of int(max(4 sigma, 3)) taps, reflect padding, then bicubic interpolation.
-    images: (N, C, H, W) -> (N, C, *size).
+    The official inference builds cond_aug = 0.02 as a float16 tensor (``torch.full(..., 0.02)
+    .half()`` in ``add_custom_cond``), so both the time id and the noise strength are
+    float(float16(0.02)) = 0.0200043 there. Under float16 this returns that rounded value; in
+    any other dtype ``value`` unchanged (float32 keeps the documented 0.02; bfloat16 has no
+    official counterpart).
     """
-    height, width = images.shape[-2:]
-    out = images
-    for axis, (src, dst) in enumerate(((height, size[0]), (width, size[1]))):
-        sigma = max((src / dst - 1.0) / 2.0, 0.001)
-        taps = int(max(2.0 * 2 * sigma, 3))
-        taps += 1 - taps % 2
-        kernel = _gaussian_kernel1d(taps, sigma, images.device, images.dtype)
-        pad = taps // 2
-        channels = out.shape[1]
-        if axis == 0:
-            out = F.conv2d(F.pad(out, (0, 0, pad, pad), mode="reflect"), kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-        else:
-            out = F.conv2d(F.pad(out, (pad, pad, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.interpolate(out, size=size, mode="bicubic", align_corners=True)
-
-
-# ----------------------------------------------------------------------------------------
-# Windows and blending (generic: tested with position-independent functions)
-
-
-def windows_1d(length: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """Overlapping [start, end) windows covering ``length``; the last one is shifted back so
-    every window has full size when ``length >= window``."""
-    if length <= window:
-        return [(0, length)]
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap must be in [0, {window}), got {overlap}")
-    stride = window - overlap
-    starts = list(range(0, length - window, stride)) + [length - window]
-    return [(s, s + window) for s in dict.fromkeys(starts)]
-
-
-def ramp_weights(spans: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Linear cross-fade weights of each window (float64 1-D tensors, all > 0).
-
-    Inside an overlap of n samples with a neighbour, one window ramps up (1..n)/(n+1) and the
-    other down, so two overlapping ramps sum exactly to one; the blender still normalises by
-    the accumulated weight (three-way overlaps after the last window's shift).
-    """
-    weights = []
-    for index, (start, end) in enumerate(spans):
-        n = end - start
-        position = torch.arange(n, dtype=torch.float64)
-        weight = torch.ones(n, dtype=torch.float64)
-        if index > 0:
-            left_overlap = max(spans[index - 1][1] - start, 0)
-            if left_overlap:
-                weight = torch.minimum(weight, (position + 1) / (left_overlap + 1))
-        if index < len(spans) - 1:
-            right_overlap = max(end - spans[index + 1][0], 0)
-            if right_overlap:
-                weight = torch.minimum(weight, (n - position) / (right_overlap + 1))
-        weights.append(weight)
-    return weights
-
-
-def blend_windows(
-    window_fn: Callable[[slice, slice, slice], torch.Tensor],
-    shape: tuple[int, int, int, int],
-    temporal: tuple[int, int],
-    spatial: tuple[int, int],
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> torch.Tensor:
-    """Run ``window_fn`` on overlapping (frames, rows, cols) windows and cross-fade the results.
-
-    Args:
-        window_fn: (frame slice, row slice, col slice) -> (t, C, h, w) float tensor.
-        shape: (T, C, H, W) of the output.
-        temporal: (window frames, overlap frames).
-        spatial: (tile size in px, tile overlap in px); tiles only when a side exceeds it.
-        device: where the output is accumulated.
-
-    Returns:
-        float32 (T, C, H, W), every sample a convex combination of the windows covering it.
-    """
-    frames, channels, height, width = shape
-    t_spans = windows_1d(frames, *temporal)
-    y_spans, x_spans = windows_1d(height, *spatial), windows_1d(width, *spatial)
-    t_w, y_w, x_w = ramp_weights(t_spans), ramp_weights(y_spans), ramp_weights(x_spans)
-    out = torch.zeros(shape, dtype=torch.float32, device=device)
-    total = torch.zeros((frames, 1, height, width), dtype=torch.float32, device=device)
-    jobs = [(ti, yi, xi) for ti in range(len(t_spans)) for yi in range(len(y_spans)) for xi in range(len(x_spans))]
-    for ti, yi, xi in tqdm(jobs, desc="m2svid windows", disable=not progress or len(jobs) == 1):
-        ts, ys, xs = slice(*t_spans[ti]), slice(*y_spans[yi]), slice(*x_spans[xi])
-        result = window_fn(ts, ys, xs).to(device=device, dtype=torch.float32)
-        weight = (t_w[ti][:, None, None, None] * y_w[yi][None, None, :, None] * x_w[xi][None, None, None, :])
-        weight = weight.to(device=device, dtype=torch.float32)
-        out[ts, :, ys, xs] += result * weight
-        total[ts, :, ys, xs] += weight
-    return out / total
-
-
-# ----------------------------------------------------------------------------------------
+    if dtype == torch.float16:
+        return float(torch.tensor(value, dtype=torch.float16))
+    return float(value)
 
 
 @dataclass
 class InferenceOptions:
     """Knobs of :class:`M2SVidPipeline` (defaults follow the official inference).
 
-    chunk_frames: frames per U-Net call (<= 25). temporal_overlap: frames cross-faded between
-    consecutive windows. tile_size / tile_overlap: spatial tiling in pixels of the padded frame
-    (tiles only when a side exceeds tile_size). encode_chunk_size: frames per VAE-encoder batch
-    (per-frame encoder: exact). decode_chunk_size: None decodes each window in one temporal
-    decoder call (official); an int trades fidelity for memory. motion_bucket_id, cond_aug: the
-    official 127 and 0.02. dilate_mask: the official 3x3 dilation of the hole mask.
+    chunk_frames: frames per U-Net call (1..25). temporal_overlap: frames cross-faded between
+    consecutive windows (0 <= overlap < chunk_frames). tile_size / tile_overlap: spatial tiling
+    in pixels of the padded frame (tiles only when a side exceeds tile_size; both are rounded
+    down to the model's size multiple, 64 for the full model). encode_chunk_size: frames per
+    VAE-encoder batch (per-frame encoder: exact). decode_chunk_size: None decodes each window in
+    one temporal decoder call (official); an int trades fidelity for memory. motion_bucket_id,
+    cond_aug: the official 127 and 0.02 (under float16 cond_aug is rounded to half precision as
+    officially, 0.0200043: :func:`half_precision_cond_aug`). dilate_mask: the official 3x3
+    dilation of the hole mask.
+
+    Raises StereobenchError on construction for values no window plan can honour, so a bad
+    option fails before any weights are loaded.
     """
 
     chunk_frames: int = MAX_FRAMES
@@ -180,21 +89,45 @@ class InferenceOptions:
     dilate_mask: bool = True
     progress: bool = False
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_frames <= MAX_FRAMES:
+            raise StereobenchError(f"M2SVid chunk_frames must be in 1..{MAX_FRAMES} (frames per U-Net call), got {self.chunk_frames}")
+        if not 0 <= self.temporal_overlap < self.chunk_frames:
+            raise StereobenchError(f"M2SVid temporal_overlap must be in [0, chunk_frames={self.chunk_frames}), "
+                                   f"got {self.temporal_overlap}: choose an overlap smaller than the window")
+        if self.tile_size < 1 or not 0 <= self.tile_overlap < self.tile_size:
+            raise StereobenchError(f"M2SVid tiles need tile_size >= 1 and 0 <= tile_overlap < tile_size, got "
+                                   f"tile_size={self.tile_size}, tile_overlap={self.tile_overlap}")
+        if self.encode_chunk_size < 1:
+            raise StereobenchError(f"M2SVid encode_chunk_size must be >= 1 (frames per VAE-encoder call), got {self.encode_chunk_size}")
+        if self.decode_chunk_size is not None and self.decode_chunk_size < 1:
+            raise StereobenchError(f"M2SVid decode_chunk_size must be None (whole window, official) or >= 1, "
+                                   f"got {self.decode_chunk_size}")
+
 
 class M2SVidPipeline:
     """The M2SVid model (U-Net + temporal VAE + CLIP image encoder) and its single-step call.
 
     All modules must be on the same device and in the same dtype (``dtype``).
+    ``warped_encoder``: the warped-view conditioning encoder (official ``conditioner.embedders.5``)
+    when the checkpoint's differs from the left-view one (``embedders.3``, the VAE's encoder +
+    quant_conv); None encodes both views with the VAE. ``target_encoder``: the first-stage
+    encoder of the official training target when it differs from the VAE's encoder (training
+    only, see :mod:`methods.m2svid.train`). ``manifest``: the folder's ``m2svid.json`` records.
     """
 
-    def __init__(self, unet, vae, image_encoder, image_mean=CLIP_MEAN, image_std=CLIP_STD, options: InferenceOptions | None = None):
+    def __init__(self, unet, vae, image_encoder, image_mean=CLIP_MEAN, image_std=CLIP_STD, options: InferenceOptions | None = None,
+                 warped_encoder=None, target_encoder=None, manifest: dict | None = None):
         self.unet, self.vae, self.image_encoder = unet, vae, image_encoder
+        self.warped_encoder, self.target_encoder = warped_encoder, target_encoder
+        self.manifest = dict(manifest or {})
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
         self.options = options or InferenceOptions()
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.size_multiple = self.vae_scale * 2 ** (len(unet.config.block_out_channels) - 1)
-        for module in (unet, vae, image_encoder):
-            module.eval().requires_grad_(False)
+        for module in (unet, vae, image_encoder, warped_encoder, target_encoder):
+            if module is not None:
+                module.eval().requires_grad_(False)
 
     @property
     def device(self) -> torch.device:
@@ -204,24 +137,21 @@ class M2SVidPipeline:
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    def cond_aug(self) -> float:
+        """The conditioning-augmentation strength of inference in this pipeline's dtype."""
+        return half_precision_cond_aug(self.options.cond_aug, self.dtype)
+
     # -- conditioning ----------------------------------------------------------------------
-    def encode_video(self, video_m11: torch.Tensor) -> torch.Tensor:
-        """VAE latents (posterior mode, unscaled) of (T, 3, H, W) in [-1, 1] -> (T, 4, H/8, W/8)."""
-        latents = [
-            self.vae.encode(batch.to(self.dtype)).latent_dist.mode()
-            for batch in video_m11.split(self.options.encode_chunk_size)
-        ]
-        return torch.cat(latents)
+    def encode_video(self, video_m11: torch.Tensor, encoder=None) -> torch.Tensor:
+        """VAE latents (posterior mode, unscaled) of (T, 3, H, W) in [-1, 1] -> (T, 4, H/8, W/8).
+
+        ``encoder`` (default the VAE): any module with ``encode`` (e.g. ``warped_encoder``).
+        """
+        return encode_video(encoder if encoder is not None else self.vae, video_m11, self.options.encode_chunk_size)
 
     def clip_tokens(self, left_m11: torch.Tensor) -> torch.Tensor:
         """CLIP image embeddings (T, C) of every left frame in [-1, 1]."""
-        size = self.image_encoder.config.image_size
-        images = resize_antialiased(left_m11.float(), (size, size))
-        images = (images + 1) / 2
-        mean = torch.tensor(self.image_mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std, device=images.device).view(1, 3, 1, 1)
-        images = ((images - mean) / std).to(self.dtype)
-        return self.image_encoder(pixel_values=images).image_embeds
+        return clip_image_embeds(self.image_encoder, left_m11, self.image_mean, self.image_std)
 
     def latent_mask(self, hole_mask: torch.Tensor) -> torch.Tensor:
         """(T, 1, H, W) bool or float in [0, 1] -> (T, 1, H/8, W/8) in [-1, 1], bilinear without
@@ -231,12 +161,16 @@ class M2SVidPipeline:
         return F.interpolate(mask_m11, size=size, mode="bilinear", align_corners=False, antialias=False)
 
     def conditioning(self, left_m11, warped_m11, hole_mask, fps: float):
-        """U-Net concat input (1, T, 9, h, w) and added time ids (1, 3)."""
+        """U-Net concat input (1, T, 9, h, w) and added time ids (1, 3).
+
+        The left view goes through the VAE's encoder (official ``embedders.3``), the warped view
+        through ``warped_encoder`` when the checkpoint has a distinct one (``embedders.5``).
+        """
         left_latent = self.encode_video(left_m11)
-        warped_latent = self.encode_video(warped_m11)
+        warped_latent = self.encode_video(warped_m11, self.warped_encoder)
         mask_latent = self.latent_mask(hole_mask).to(left_latent.dtype)
         concat = torch.cat([left_latent, warped_latent, mask_latent], dim=1)[None]
-        ids = torch.tensor([[fps, self.options.motion_bucket_id, self.options.cond_aug]], device=self.device, dtype=self.dtype)
+        ids = torch.tensor([[fps, self.options.motion_bucket_id, self.cond_aug()]], device=self.device, dtype=self.dtype)
         return concat, ids
 
     # -- model -----------------------------------------------------------------------------
@@ -248,12 +182,9 @@ class M2SVidPipeline:
         return c_out * self.unet(sample, c_noise, tokens, time_ids)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """(T, 4, h, w) clean latent -> (T, 3, H, W) in [-1, 1] (unclamped)."""
-        frames = latent.shape[0]
-        z = (latent / LATENT_SCALE).to(self.dtype)
-        step = self.options.decode_chunk_size or frames
-        parts = [self.vae.decode(part, num_frames=part.shape[0]).sample for part in z.split(step)]
-        return torch.cat(parts)
+        """(T, 4, h, w) clean latent -> (T, 3, H, W) in [-1, 1] (unclamped); whole window in one
+        temporal-decoder call unless ``decode_chunk_size`` is set."""
+        return decode_latents(self.vae, latent, self.options.decode_chunk_size, LATENT_SCALE)
 
     def refine_window(self, left: torch.Tensor, warped: torch.Tensor, hole_mask: torch.Tensor, noise: torch.Tensor, fps: float) -> torch.Tensor:
         """One window, sides multiples of ``size_multiple``, T <= 25.
@@ -267,7 +198,7 @@ class M2SVidPipeline:
         """
         if left.shape[0] > MAX_FRAMES:
             raise ValueError(f"a window holds at most {MAX_FRAMES} frames, got {left.shape[0]}")
-        aug = self.options.cond_aug
+        aug = self.cond_aug()
         left_m11 = left * 2 - 1
         warped_m11 = warped * 2 - 1
         tokens = self.clip_tokens(left_m11)[None]
@@ -307,24 +238,34 @@ class M2SVidPipeline:
                 fields.append(torch.randn((2, 3, padded_h, padded_w), generator=generator))
             return torch.stack(fields, dim=1).to(device)
 
+        # Tiles must be whole multiples of the model's size multiple (64 for the full model).
         tile = max(multiple, opts.tile_size // multiple * multiple)
         tile_overlap = opts.tile_overlap // multiple * multiple
+        if tile_overlap >= tile:
+            raise StereobenchError(f"M2SVid tile_overlap={opts.tile_overlap} rounds to {tile_overlap} px, not less than the "
+                                   f"tile of {tile} px (both are multiples of {multiple}): use a smaller tile_overlap")
 
         def window(ts: slice, ys: slice, xs: slice) -> torch.Tensor:
             return self.refine_window(left[ts, :, ys, xs], warped[ts, :, ys, xs], hole_mask[ts, :, ys, xs], noise_for(ts)[..., ys, xs], fps)
 
         out = blend_windows(
-            window, (frames, 3, padded_h, padded_w), (min(opts.chunk_frames, MAX_FRAMES), opts.temporal_overlap),
-            (tile, tile_overlap), device=device, progress=opts.progress,
+            window, (frames, 3, padded_h, padded_w), (opts.chunk_frames, opts.temporal_overlap),
+            (tile, tile_overlap), device=device, progress=opts.progress, desc="m2svid windows",
         )
         return out[:, :, :height, :width]
 
 
 # ----------------------------------------------------------------------------------------
-# Diffusers-format folders: unet/, vae/, image_encoder/, feature_extractor/ (optional), m2svid.json
+# Diffusers-format folders: unet/, vae/, image_encoder/, feature_extractor/ (optional), m2svid.json,
+# and when the checkpoint needs them warped_encoder/ and training_target_encoder/ (KLEncoder)
 
 MANIFEST = "m2svid.json"
 COMPONENTS = ("unet", "vae", "image_encoder")
+#: Optional components: folder name -> the manifest record that says the folder must exist.
+WARPED_ENCODER = "warped_encoder"
+TARGET_ENCODER = "training_target_encoder"
+CONVERT_HINT = ("make one with `stereobench weights convert-m2svid CHECKPOINT.pt --out DIR` (an M2SVid folder), or "
+                "give an SVD img2vid-xt folder where an SVD source is asked for")
 
 
 def tiny_components(seed: int = 0):
@@ -349,8 +290,12 @@ def tiny_components(seed: int = 0):
 
 
 def save_pipeline_folder(folder, unet, vae, image_encoder, manifest: dict | None = None,
-                         image_mean=CLIP_MEAN, image_std=CLIP_STD) -> None:
-    """Write a diffusers-format M2SVid folder (safetensors; manifest last, as a completion mark)."""
+                         image_mean=CLIP_MEAN, image_std=CLIP_STD, warped_encoder=None, target_encoder=None) -> None:
+    """Write a diffusers-format M2SVid folder (safetensors; manifest last, as a completion mark).
+
+    ``warped_encoder`` / ``target_encoder`` (:class:`methods._svd.vae.KLEncoder`, optional) go to
+    ``warped_encoder/`` and ``training_target_encoder/``; the manifest records which exist.
+    """
     import json
     from pathlib import Path
 
@@ -361,49 +306,59 @@ def save_pipeline_folder(folder, unet, vae, image_encoder, manifest: dict | None
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
     image_encoder.save_pretrained(folder / "image_encoder")
+    extras = {}
+    for name, module in ((WARPED_ENCODER, warped_encoder), (TARGET_ENCODER, target_encoder)):
+        if module is not None:
+            module.save_pretrained(folder / name)
+            extras[name] = True
     (folder / "feature_extractor").mkdir(exist_ok=True)
     size = image_encoder.config.image_size
     (folder / "feature_extractor" / "preprocessor_config.json").write_text(json.dumps({
         "image_mean": list(image_mean), "image_std": list(image_std), "crop_size": {"height": size, "width": size},
         "resample": 3, "do_center_crop": False,
     }, indent=2))
-    data = {"format": "m2svid-diffusers", "version": 1, "full_attention": True, **(manifest or {})}
+    data = {"format": "m2svid-diffusers", "version": 1, "full_attention": True, **(manifest or {}),
+            "extra_components": sorted(extras)}
     atomic_write_json(folder / MANIFEST, data, indent=2)
 
 
 def resolve_weights_folder(source) -> "Path":
     """A local folder for ``source``: an existing path, or a hub id found in the HF cache only."""
+    from methods._svd.folders import resolve_folder
+
+    return resolve_folder(source, what="M2SVid weights", how_to_get=CONVERT_HINT)
+
+
+def _read_manifest(folder) -> dict:
+    import json
     from pathlib import Path
 
-    from benchmark.errors import StereobenchError
-
-    path = Path(str(source)).expanduser()
-    if path.exists():
-        return path
-    text = str(source)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(snapshot_download(text, local_files_only=True))
-        except Exception as exc:  # LocalEntryNotFoundError and friends: nothing cached
-            raise StereobenchError(
-                f"M2SVid weights {text!r} are not in the Hugging Face cache ({type(exc).__name__}); this machine "
-                f"does not download: run `huggingface-cli download {text}` where the hub is reachable, or pass a local folder"
-            ) from exc
-    raise StereobenchError(f"weights folder {text!r} does not exist; give an existing diffusers-format folder (an "
-                           f"M2SVid folder made by `stereobench weights convert-m2svid CHECKPOINT.pt --out DIR`, or "
-                           f"an SVD img2vid-xt folder), a Hugging Face id already in the cache, or `tiny`")
+    path = Path(folder) / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StereobenchError(f"{path} is not readable JSON ({type(exc).__name__}); convert the checkpoint again "
+                               f"with `stereobench weights convert-m2svid`") from None
+    if not isinstance(data, dict):
+        raise StereobenchError(f"{path} holds {type(data).__name__}, not a JSON object; convert the checkpoint again")
+    return data
 
 
 def check_weights_folder(folder) -> list[str]:
-    """Names of the missing components of a diffusers-format M2SVid folder (empty = complete)."""
+    """Names of the missing components of a diffusers-format M2SVid folder (empty = complete).
+
+    The optional ``warped_encoder/`` and ``training_target_encoder/`` are required when the
+    manifest lists them in ``extra_components``.
+    """
     from pathlib import Path
 
+    from methods._svd.folders import check_folder
+
     folder = Path(folder)
-    missing = [name for name in COMPONENTS if not (folder / name / "config.json").exists()]
-    if not (folder / MANIFEST).exists():
-        missing.append(MANIFEST)
+    missing = check_folder(folder, COMPONENTS, [MANIFEST])
+    if not missing:
+        extras = _read_manifest(folder).get("extra_components", [])
+        missing = check_folder(folder, [name for name in (WARPED_ENCODER, TARGET_ENCODER) if name in extras])
     return missing
 
 
@@ -418,7 +373,7 @@ def load_pipeline(source, device="cpu", dtype=torch.float32, full_attention: boo
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionModelWithProjection
 
-    from benchmark.errors import StereobenchError
+    from methods._svd.vae import KLEncoder
     from methods.m2svid.model import IN_CHANNELS, M2SVidUNet
 
     folder = resolve_weights_folder(source)
@@ -428,7 +383,7 @@ def load_pipeline(source, device="cpu", dtype=torch.float32, full_attention: boo
             f"M2SVid folder {folder} lacks {', '.join(missing)}; it must hold unet/, vae/, image_encoder/ and {MANIFEST} "
             f"as written by `stereobench weights convert-m2svid` (pass --svd-source for components the checkpoint lacks)"
         )
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = _read_manifest(folder)
     unet = M2SVidUNet.from_pretrained(folder / "unet", torch_dtype=dtype)
     if unet.config.in_channels != IN_CHANNELS:
         raise StereobenchError(f"{folder / 'unet'} has in_channels={unet.config.in_channels}, M2SVid needs {IN_CHANNELS}: "
@@ -439,9 +394,15 @@ def load_pipeline(source, device="cpu", dtype=torch.float32, full_attention: boo
     if image_encoder.config.projection_dim != unet.config.cross_attention_dim:
         raise StereobenchError(f"image encoder projects to {image_encoder.config.projection_dim} but the U-Net expects "
                                f"{unet.config.cross_attention_dim}-d context: the folder mixes components of different models")
+    extras = {}
+    for name in (WARPED_ENCODER, TARGET_ENCODER):
+        if name in manifest.get("extra_components", []):
+            extras[name] = KLEncoder.from_pretrained(folder / name, torch_dtype=dtype).to(device)
     mean, std = CLIP_MEAN, CLIP_STD
     preprocessor = folder / "feature_extractor" / "preprocessor_config.json"
     if preprocessor.exists():
         config = json.loads(preprocessor.read_text())
         mean, std = config.get("image_mean", mean), config.get("image_std", std)
-    return M2SVidPipeline(unet.to(device), vae.to(device), image_encoder.to(device), mean, std, options)
+    return M2SVidPipeline(unet.to(device), vae.to(device), image_encoder.to(device), mean, std, options,
+                          warped_encoder=extras.get(WARPED_ENCODER), target_encoder=extras.get(TARGET_ENCODER),
+                          manifest=manifest)

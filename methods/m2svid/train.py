@@ -44,8 +44,10 @@ from tqdm.auto import tqdm
 from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_json
 from benchmark.stereo.warp import dilate_mask
+from methods._svd.edm import edm_loss_weight, edm_v_scalings
+from methods._svd.vae import encode_posterior, sample_posterior
 from methods.m2svid.model import LATENT_SCALE, SIGMA_MAX
-from methods.m2svid.pipeline import M2SVidPipeline, edm_v_scalings
+from methods.m2svid.pipeline import M2SVidPipeline
 
 
 #: Official per-sample training settings (frames, square side), drawn uniformly
@@ -263,6 +265,39 @@ def build_pipeline_for_training(init: str, full_attention: bool = True) -> M2SVi
     return M2SVidPipeline(unet, vae, encoder)
 
 
+def training_target_encoder(pipe: M2SVidPipeline) -> tuple[object, bool, str]:
+    """Which encoder computes the official training target for ``pipe``'s weights.
+
+    Officially the target is sgm's *first-stage* encoder without quant_conv, while the
+    conditions (and the converted VAE) use the conditioner's encoder + quant_conv
+    (OFFICIAL_CODE_FACTS.md C, D). The converter records whether the two encoders are equal
+    (``first_stage_encoder_equals_conditioner_encoder``) and whether quant_conv is the identity
+    (``quant_conv_is_identity``) in ``m2svid.json``; this reads them:
+
+    * both true, or no record (a tiny model, an SVD init, a checkpoint without a first stage):
+      the VAE's ``encode`` (encoder + quant_conv), exactly the official target in the first
+      case;
+    * encoders equal, quant_conv not the identity: the VAE's encoder *without* quant_conv;
+    * encoders differ: the first-stage encoder the converter saved (``training_target_encoder/``,
+      no quant_conv); a folder that says they differ but lacks it is an error.
+
+    Returns (module, use_quant_conv, description).
+    """
+    records = pipe.manifest
+    same = records.get("first_stage_encoder_equals_conditioner_encoder")
+    identity = records.get("quant_conv_is_identity")
+    if pipe.target_encoder is not None:
+        return pipe.target_encoder, True, "training_target_encoder (first-stage encoder, no quant_conv)"
+    if same is False:
+        raise StereobenchError(
+            "the M2SVid folder records a first-stage encoder that differs from the conditioning encoder but does not "
+            "hold it (training_target_encoder/): convert the checkpoint again with the current "
+            "`stereobench weights convert-m2svid` so training can compute the official target")
+    if same is True and identity is False:
+        return pipe.vae, False, "vae encoder without quant_conv (quant_conv is not the identity)"
+    return pipe.vae, True, "vae.encode (encoder + quant_conv)"
+
+
 def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: torch.Generator | None = None,
                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
     """The paper's training loss for a batch of clips; returns (loss, parts).
@@ -277,8 +312,9 @@ def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: 
     mask = batch["mask"].to(device)
     batch_size, frames = left.shape[:2]
     sigma = SIGMA_MAX
-    w = (sigma**2 + 1) / sigma**2  # VWeighting
+    w = edm_loss_weight(sigma)  # VWeighting
     _, c_out, _, c_noise = edm_v_scalings(sigma)
+    target_encoder, use_quant_conv, _ = training_target_encoder(pipe)
     with torch.no_grad():
         concat, tokens, ids, targets, gt_m11 = [], [], [], [], []
         for b in range(batch_size):  # loop over clips of the batch (B is 1 per GPU officially)
@@ -292,9 +328,9 @@ def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: 
             concat.append(c), ids.append(i), tokens.append(pipe.clip_tokens(left_m11)[None])
             gt = right[b] * 2 - 1
             gt_m11.append(gt)
-            posterior = vae.encode(gt.to(pipe.dtype)).latent_dist
-            sample_noise = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
-            targets.append(LATENT_SCALE * (posterior.mean + posterior.std * sample_noise))
+            # The official target: first-stage encoder (no quant_conv) posterior *sample*, scaled.
+            posterior = encode_posterior(target_encoder, gt, chunk_size=len(gt), use_quant_conv=use_quant_conv)
+            targets.append(LATENT_SCALE * sample_posterior(posterior, generator))
         concat, tokens, ids = torch.cat(concat), torch.cat(tokens), torch.cat(ids)
         target, gt_m11 = torch.stack(targets).float(), torch.stack(gt_m11)
     sample = torch.cat([torch.zeros_like(concat[:, :, :4]), concat], dim=2)
@@ -327,6 +363,7 @@ def train(config: TrainConfig, samples: list[TrainSample] | None = None, pipe: M
                               project_dir=str(output_dir))
     set_seed(config.seed)
     pipe = pipe or build_pipeline_for_training(config.init, config.full_attention)
+    training_target_encoder(pipe)  # a folder that cannot give the official target fails before any data work
     samples = samples if samples is not None else load_training_samples(config)
     lpips_model = None
     if config.lpips_net and config.lpips_weight:
