@@ -76,3 +76,31 @@ def test_os_errors_become_one_line(monkeypatch, capsys):
     # The cause first, then the user's path (the wording around them belongs to cli.py).
     assert err.startswith("error: No space left on device") and "/results/runs/x/rows.jsonl" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_train_m2svid_runs_through_the_packages_cli_hook(tmp_path, capsys):
+    # The sub-command comes from the M2SVid registry entry (methods.m2svid.cli), not benchmark/commands.
+    out = tmp_path / "t"
+    code = main(["train", "m2svid", "--init", "tiny", "--dataset", "synthetic", "--dataset-option", "size=32",
+                 "--dataset-option", "num_clips=1", "--dataset-option", "num_frames=4", "--frames", "2",
+                 "--size", "32", "--steps", "1", "--checkpoint-every", "1", "--no-lpips", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "final" / "m2svid.json").is_file() and (out / "checkpoints" / "step-1").is_dir()
+    assert "trained 1 steps" in capsys.readouterr().out
+
+
+def test_convert_accepts_a_new_an_empty_or_a_converted_out_folder(tmp_path):
+    import argparse
+
+    import torch
+
+    from methods.m2svid.cli import check_convert_arguments
+
+    checkpoint = tmp_path / "m2svid_weights.pt"
+    torch.save({"module": {}}, checkpoint)
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    (converted / "m2svid.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    for out in (None, tmp_path / "new" / "folder", tmp_path / "empty", converted):
+        check_convert_arguments(argparse.Namespace(checkpoint=checkpoint, out=out, svd_source=None))
