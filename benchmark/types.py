@@ -98,6 +98,10 @@ class StereoInput:
         fps: frame rate of the clip after the protocol's resampling, frames per second.
         params: every parameter that made this input (depth source, D_max, warp mode and name,
             protocol and its settings, hole-mask post-processing); part of the cache key.
+        disparity_filled: bool (T, 1, H, W), True where ``disparity`` is an estimate the dataset
+            filled in (:attr:`Clip.disparity_filled`), not a measurement: the warp used it, but
+            scores that need ground-truth disparity must leave those pixels out. None when
+            every finite value is measured.
     """
 
     left: torch.Tensor
@@ -107,6 +111,14 @@ class StereoInput:
     clip_id: str
     fps: float
     params: dict[str, Any] = field(default_factory=dict)
+    disparity_filled: torch.Tensor | None = None
+
+    @property
+    def measured_disparity(self) -> torch.Tensor:
+        """``disparity`` with filled-in (estimated) pixels set to NaN: ground truth only."""
+        if self.disparity_filled is None:
+            return self.disparity
+        return self.disparity.masked_fill(self.disparity_filled, float("nan"))
 
     @property
     def num_frames(self) -> int:
@@ -122,6 +134,7 @@ class StereoInput:
         return StereoInput(
             left=self.left.to(device), warped=self.warped.to(device), mask=self.mask.to(device),
             disparity=self.disparity.to(device), clip_id=self.clip_id, fps=self.fps, params=dict(self.params),
+            disparity_filled=None if self.disparity_filled is None else self.disparity_filled.to(device),
         )
 
     def validate(self) -> None:
@@ -135,6 +148,10 @@ class StereoInput:
             raise ValueError(f"mask must be bool (T,1,H,W)={(t, 1, h, w)}, got {tuple(self.mask.shape)} {self.mask.dtype}")
         if self.disparity.shape != (t, 1, h, w):
             raise ValueError(f"disparity must be (T,1,H,W)={(t, 1, h, w)}, got {tuple(self.disparity.shape)}")
+        filled = self.disparity_filled
+        if filled is not None and (filled.shape != (t, 1, h, w) or filled.dtype != torch.bool):
+            raise ValueError(f"disparity_filled must be bool (T,1,H,W)={(t, 1, h, w)}, got "
+                             f"{tuple(filled.shape)} {filled.dtype}")
 
 
 def params_hash(identity: dict[str, Any]) -> str:

@@ -249,3 +249,51 @@ def test_load_clip_passes_a_window_only_to_datasets_that_take_one():
     load_clip(Windowed(), "d")
     window = get_protocol("paper").time_window()
     assert calls == [("plain", "a"), ("windowed", "b", window), ("windowed", "c", None), ("windowed", "d", None)]
+
+
+# ---- layering of the contracts ---------------------------------------------------------------------
+
+def _imported_modules(path):
+    """Every module a source file imports, at any depth (function-level imports included)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_stereo_floor_never_imports_the_datasets_and_the_contracts_stand_alone():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmark"
+    for path in sorted((root / "stereo").glob("*.py")):
+        bad = {name for name in _imported_modules(path) if name.startswith("benchmark.datasets")}
+        assert not bad, f"{path.name} imports {bad}: benchmark.stereo must not import benchmark.datasets"
+    for ground in ("types.py", "video_io.py"):
+        allowed = {"benchmark.errors"}
+        bad = {n for n in _imported_modules(root / ground) if n.startswith("benchmark") and n not in allowed}
+        assert not bad, f"{ground} is a ground-floor module but imports {bad}"
+
+
+def test_stereo_input_carries_the_filled_disparity_record():
+    from benchmark.types import StereoInput
+
+    t, h, w = 2, 4, 5
+    disparity = torch.arange(t * h * w, dtype=torch.float32).view(t, 1, h, w)
+    filled = torch.zeros(t, 1, h, w, dtype=torch.bool)
+    filled[1, 0, 2, 3] = True
+    kwargs = dict(left=torch.zeros(t, 3, h, w), warped=torch.zeros(t, 3, h, w),
+                  mask=torch.zeros(t, 1, h, w, dtype=torch.bool), disparity=disparity, clip_id="x/y", fps=5.0)
+    inp = StereoInput(**kwargs, disparity_filled=filled)
+    inp.validate()
+    measured = inp.measured_disparity
+    assert torch.isnan(measured[1, 0, 2, 3]) and int(torch.isnan(measured).sum()) == 1
+    assert torch.equal(inp.to("cpu").disparity_filled, filled)
+    assert StereoInput(**kwargs).measured_disparity is disparity  # nothing filled: the same tensor
+    with pytest.raises(ValueError, match="disparity_filled"):
+        StereoInput(**kwargs, disparity_filled=filled.float()).validate()

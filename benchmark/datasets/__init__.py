@@ -108,32 +108,11 @@ def _coerce(value: str) -> Any:
 
 
 def load_clip(dataset, name: str, protocol=None) -> Clip:
-    """``dataset.load_clip(name)``, passing ``protocol.time_window()`` as ``window=`` when the
-    dataset's ``load_clip`` accepts a window (then only the protocol's frames are decoded; the
-    caller still applies the protocol, which gives the same clip as a full read would).
+    """``dataset.load_clip(name)``, with the protocol's time window where the dataset takes one
+    (:func:`benchmark.stereo.protocol.load_windowed_clip`, which callers on the stereo floor use)."""
+    from benchmark.stereo.protocol import load_windowed_clip
 
-    Args:
-        dataset: an object with ``load_clip(name[, window])``.
-        name: clip name.
-        protocol: a :class:`benchmark.stereo.protocol.ClipProtocol` (or its name), or None.
-    """
-    import inspect
-
-    window = None
-    if protocol is not None:
-        if isinstance(protocol, str):
-            from benchmark.stereo.protocol import get_protocol
-
-            protocol = get_protocol(protocol)
-        window = protocol.time_window()
-    if window is not None:
-        try:
-            accepts_window = "window" in inspect.signature(dataset.load_clip).parameters
-        except (TypeError, ValueError):
-            accepts_window = False
-        if accepts_window:
-            return dataset.load_clip(name, window=window)
-    return dataset.load_clip(name)
+    return load_windowed_clip(dataset, name, protocol)
 
 
 def dataset_names() -> list[str]:

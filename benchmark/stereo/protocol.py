@@ -220,6 +220,31 @@ def resize_disparity(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return torch.where(weight >= 0.5, result, torch.full_like(result, float("nan")))
 
 
+def load_windowed_clip(dataset, name: str, protocol: ClipProtocol | str | None = None) -> Clip:
+    """``dataset.load_clip(name)``, passing ``protocol.time_window()`` as ``window=`` when the
+    dataset's ``load_clip`` accepts a window, so the reader decodes only the frames the protocol
+    keeps (the ``folder`` dataset does). The caller still applies the protocol, which then gives
+    the same clip as after a full read. Datasets are duck-typed here: this floor never imports
+    :mod:`benchmark.datasets`.
+
+    Args:
+        dataset: any object with ``load_clip(name[, window])``.
+        name: clip name.
+        protocol: protocol object or name; None (or a protocol that keeps every frame) reads all.
+    """
+    import inspect
+
+    window = get_protocol(protocol).time_window() if protocol is not None else None
+    if window is not None:
+        try:
+            accepts_window = "window" in inspect.signature(dataset.load_clip).parameters
+        except (TypeError, ValueError):
+            accepts_window = False
+        if accepts_window:
+            return dataset.load_clip(name, window=window)
+    return dataset.load_clip(name)
+
+
 def resize_flags(flags: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a bool (T, 1, H, W) per-pixel flag (e.g. "disparity filled in") conservatively: an
     output pixel is flagged where ANY of its antialiased resampling weight came from a flagged
