@@ -75,24 +75,17 @@ def warp_for(slot: MethodSlot, warp_mode: str) -> str:
 def build_input(plan: RunPlan, state: ClipState, warp_name: str) -> tuple[Any, Any, float]:
     """(StereoInput, gt_right or None, seconds) of a clip through the shared content-hash cache.
 
-    Uses the one input recipe (:func:`benchmark.stereo.recipe.make_recipe` and
-    :func:`benchmark.stereo.cache.load_input`) when the stereo package provides it, so runner,
-    prepare and train share cache entries; the dataset is always named by its ``spec.name``.
+    The one input recipe (:func:`benchmark.stereo.recipe.make_recipe`, then
+    :func:`benchmark.stereo.cache.load_input`) names the dataset by its ``spec.name``, so runner,
+    prepare and train share cache entries whatever the user typed.
     """
-    from benchmark.stereo import cache as cache_module
+    from benchmark.stereo.cache import StereoInputCache, load_input
+    from benchmark.stereo.recipe import make_recipe
 
     t0 = time.perf_counter()
-    cache = cache_module.StereoInputCache(root=plan.config.cache)
     ds = state.dataset.dataset
-    load_input = getattr(cache_module, "load_input", None)
-    if load_input is not None:
-        from benchmark.stereo.recipe import make_recipe
-
-        recipe = make_recipe(ds, state.clip_name, plan.protocol, warp=warp_name)
-        inp, gt = load_input(ds, recipe, cache)
-    else:
-        identity = {"dataset": state.dataset.name, "revision": ds.spec.revision, "clip": state.clip_name}
-        inp, gt = cache.get_or_build(lambda: ds.load_clip(state.clip_name), identity, plan.protocol, warp=warp_name)
+    recipe = make_recipe(ds, state.clip_name, plan.protocol, warp=warp_name)
+    inp, gt = load_input(ds, recipe, StereoInputCache(root=plan.config.cache))
     return inp, gt, time.perf_counter() - t0
 
 
