@@ -488,3 +488,21 @@ def test_cli_names_the_users_path_and_the_real_cause(tmp_path, monkeypatch, caps
     assert ".tmp" not in line  # the user's file, not our temporary one
     if code != "ENOSPC":
         assert "free space" not in line
+
+
+def test_wait_runs_after_the_owner_of_the_run_is_done(tmp_path):
+    """`--wait`: a second process on an owned run waits for the owner, then continues the run."""
+    from tests.test_run_store import _hold
+
+    config = tiny_config(tmp_path, methods=["left-copy"], metrics=["psnr"], leaderboard=False, run_id="shared",
+                         datasets=[{"name": "synthetic", "options": {"num_clips": 1, "size": 192, "num_frames": 4}}])
+    holder = _hold(tmp_path / "runs", "shared", 2.0)
+    try:
+        with pytest.raises(StereobenchError, match=f"in use by pid {holder.pid}"):
+            run_benchmark(config, progress=False, echo=lambda s: None)
+        summary = run_benchmark(config, wait=True, progress=False, echo=lambda s: None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert summary.run_id == "shared" and summary.pairs_done == 1
+    assert not (summary.run_dir / "run.lock").exists()  # released at the end
