@@ -1,8 +1,9 @@
 """VAE plumbing of SVD-family models: encode in frame batches, temporal decode in frame batches,
 and a stand-alone KL encoder.
 
-* Encoding is per frame (SD KL-f8 encoder), so batching frames does not change the result;
-  ``chunk_size`` only bounds memory.
+* Encoding is per frame (SD KL-f8 encoder), so batching frames does not change the result
+  beyond float rounding (the conv kernels' summation order depends on the batch size: ~1e-6
+  in float32); ``chunk_size`` only bounds memory.
 * SVD's temporal decoder mixes frames inside one call: decoding in chunks of ``chunk_size``
   frames gives a *different* result from one call over all frames. M2SVid decodes a whole
   window at once (OFFICIAL_CODE_FACTS.md A, H8); the official StereoCrafter decodes chunks of 2
@@ -79,7 +80,7 @@ def encode_posterior(vae, video_m11: torch.Tensor, chunk_size: int = 8, use_quan
             ``AutoencoderKL*`` or :class:`KLEncoder`).
         video_m11: float (T, 3, H, W) in [-1, 1]; cast to the VAE's dtype.
         chunk_size: frames per encoder call (>= 1); the encoder is per frame, so the result
-            does not depend on it.
+            depends on it only through float rounding.
         use_quant_conv: False skips ``quant_conv`` (sgm's first-stage encoder has none).
 
     Returns:
