@@ -321,7 +321,7 @@ def protocol_settings_key(protocol: Any) -> str:
 def _with_board_columns(df, manifests: Mapping[str, dict] | None):
     """``df`` plus ``dataset_revision`` (rows', else the manifest's), ``protocol_settings`` and
     ``run_started`` (UNIX time: the manifest's start, else the run's first row's write time)."""
-    from benchmark.results import run_start_time
+    from benchmark.run_store import run_start_time
 
     manifests = manifests or {}
     df = df.copy()
@@ -369,7 +369,7 @@ def _matches(column, value):
 
 def make_boards(df, manifests: Mapping[str, dict] | None = None, n_resamples: int = N_RESAMPLES,
                 seed: int = 0) -> list[Board]:
-    """Summarise the long results DataFrame (:func:`benchmark.results.load_results`) into boards,
+    """Summarise the long results DataFrame (:func:`benchmark.run_store.load_results`) into boards,
     one per :data:`BOARD_KEY` value; ``manifests`` (``{run_id: manifest}``) give the protocol
     settings, start times and, for old rows, dataset revisions."""
     if df is None or len(df) == 0:
@@ -741,7 +741,7 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
                       manifests: Mapping[str, dict] | None = None, results_root: str | os.PathLike | None = None,
                       frame_loader=None, plots: bool = True, n_resamples: int = N_RESAMPLES,
                       seed: int = 0) -> dict[str, Path]:
-    """Write the leaderboards of a results DataFrame (:func:`benchmark.results.load_results`).
+    """Write the leaderboards of a results DataFrame (:func:`benchmark.run_store.load_results`).
 
     Args:
         df: the long results table.
@@ -751,7 +751,7 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
             ``plots/<board>-*.png``.
         title: page title; each board's own title names the dataset, clip protocol (with frames
             and size from the run manifests) and warp mode.
-        manifests: ``{run_id: manifest}`` (:func:`benchmark.results.load_manifests`) for titles;
+        manifests: ``{run_id: manifest}`` (:func:`benchmark.run_store.load_manifests`) for titles;
             default: read from ``results_root``.
         results_root: folder of runs, given explicitly (the frame is not asked where it came
             from); enables the manifests' titles and the frame strip from saved videos, read
@@ -839,10 +839,9 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
 
 def leaderboard_from_runs(results_root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None,
                           out_dir: str | os.PathLike = "results/leaderboard", **kwargs: Any) -> dict[str, Path]:
-    """Load runs (:func:`benchmark.results.load_results`) and :func:`build_leaderboard` them; what
+    """Load runs (:func:`benchmark.run_store.load_results`) and :func:`build_leaderboard` them; what
     the runner calls at the end of a run and ``stereobench leaderboard`` runs."""
-    from benchmark.results import load_results
-    from benchmark.run_store import load_manifests
+    from benchmark.run_store import load_manifests, load_results
 
     df = load_results(results_root, runs)
     manifests = load_manifests(results_root, runs)

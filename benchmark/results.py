@@ -51,13 +51,12 @@ import re
 import secrets
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmark.errors import StereobenchError, did_you_mean
+from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_bytes
 from benchmark.metrics.spec import MetricSpec
 
@@ -327,14 +326,6 @@ def rows_files(run_dir: str | os.PathLike) -> list[Path]:
     return files + ranked
 
 
-def video_path(run_dir: str | os.PathLike, dataset: str, clip: str, name: str) -> Path:
-    """Where a run saves a video: :meth:`benchmark.run_store.RunDir.video_path` (moved; this
-    wrapper is kept for old callers), never outside ``run_dir``."""
-    from benchmark.run_store import RunDir
-
-    return RunDir.at(run_dir).video_path(dataset, clip, name)
-
-
 class ResultsWriter:
     """Appends rows of one run (one process / rank) to ``<run_dir>/rows[-rank<k>].jsonl``.
 
@@ -411,7 +402,7 @@ class ResultsWriter:
 
 def completed_pairs(run_dir: str | os.PathLike, include_errors: bool = True) -> set[tuple[str, str, str]]:
     """See :meth:`ResultsWriter.completed_pairs`."""
-    rows, _ = _read_run(Path(run_dir), dedupe=True, report=False)
+    rows, _ = read_run(Path(run_dir), dedupe=True, report=False)
     markers = {row.pair: row for row in rows if row.kind == "marker"}
     counts: dict[tuple[str, str, str], int] = {}
     errored: set[tuple[str, str, str]] = set()
@@ -464,7 +455,7 @@ def read_rows(path: str | os.PathLike, dedupe: bool = True, report: bool = True)
     """
     path = Path(path)
     if path.is_dir():
-        rows, _ = _read_run(path, dedupe=dedupe, report=report)
+        rows, _ = read_run(path, dedupe=dedupe, report=report)
         return rows
     if not path.is_file():
         raise StereobenchError(f"no results file at {path}; run `stereobench run` first or pass the right path")
@@ -523,6 +514,11 @@ def _clean(rows: list[ResultRow], rep: ReadReport) -> list[ResultRow]:
     return [rows[i] for i in sorted(latest.values())]
 
 
+def report_read(rep: ReadReport) -> None:
+    """Warn once about what reading skipped (broken lines, cut pairs, duplicates)."""
+    _report(rep)
+
+
 def _report(rep: ReadReport) -> None:
     # One channel only (warnings): logging's last-resort handler AND warnings both printed every
     # message to stderr, so each appeared twice.
@@ -547,7 +543,10 @@ def _report(rep: ReadReport) -> None:
         log.info("%d result row(s) superseded by a newer complete batch of the same pair", rep.superseded_rows)
 
 
-def _read_run(run_dir: Path, dedupe: bool, report: bool) -> tuple[list[ResultRow], ReadReport]:
+def read_run(run_dir: str | os.PathLike, dedupe: bool = True, report: bool = True) -> tuple[list[ResultRow], ReadReport]:
+    """Every rows file of a run folder, merged, and what reading skipped (:class:`ReadReport`);
+    with ``report`` the skips are reported (once, as a warning)."""
+    run_dir = Path(run_dir)
     rep = ReadReport()
     rows: list[ResultRow] = []
     for path in rows_files(run_dir):
@@ -559,45 +558,9 @@ def _read_run(run_dir: Path, dedupe: bool, report: bool) -> tuple[list[ResultRow
     return rows, rep
 
 
-# Run-level helpers moved to benchmark.run_store (the owner of run folders); kept here as thin
-# wrappers for old callers.
-def list_runs(root: str | os.PathLike = "results/runs") -> list[str]:
-    """:func:`benchmark.run_store.list_runs`."""
-    from benchmark.run_store import list_runs as _list_runs
-
-    return _list_runs(root)
-
-
-def resolve_runs(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None) -> list[str]:
-    """:func:`benchmark.run_store.resolve_runs`."""
-    from benchmark.run_store import resolve_runs as _resolve_runs
-
-    return _resolve_runs(root, runs)
-
-
-def load_manifests(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None) -> dict[str, dict]:
-    """:func:`benchmark.run_store.load_manifests`."""
-    from benchmark.run_store import load_manifests as _load_manifests
-
-    return _load_manifests(root, runs)
-
-
-def run_start_time(data: dict[str, Any] | None) -> float | None:
-    """:func:`benchmark.run_store.run_start_time`."""
-    from benchmark.run_store import run_start_time as _run_start_time
-
-    return _run_start_time(data)
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """:func:`benchmark.run_store.new_run_id`."""
-    from benchmark.run_store import new_run_id as _new_run_id
-
-    return _new_run_id(now)
-
-
 def rows_to_frame(rows: Iterable[ResultRow]):
-    """A pandas DataFrame with one column per :class:`ResultRow` field (see :func:`load_results`)."""
+    """A pandas DataFrame with one column per :class:`ResultRow` field (see
+    :func:`benchmark.run_store.load_results`)."""
     import pandas as pd
 
     rows = list(rows)
@@ -607,43 +570,3 @@ def rows_to_frame(rows: Iterable[ResultRow]):
     frame = pd.DataFrame(columns, columns=list(ROW_COLUMNS))
     frame["value"] = frame["value"].astype("float64")
     return frame
-
-
-def load_results(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None,
-                 include_markers: bool = False):
-    """Every run under ``root`` (or only ``runs``) as ONE long pandas DataFrame.
-
-    Granularity: one row per (run_id, method, dataset, clip, clip_protocol, warp_mode, kind,
-    region, protocol, metric) -- :data:`KEY_FIELDS`. Columns are the fields of
-    :class:`ResultRow`: ``run_id, method, dataset, clip, kind, metric, value, region, protocol,
-    clip_protocol, warp_mode, device, error, dataset_revision, written_at, batch, schema_version``. ``value`` is float64
-    (NaN for error/skip rows); quality rows have a region (``full``/``inside``/``outside``) and
-    a scoring protocol (``paper``/``strict``), timing rows ``"n/a"`` for both. Completion markers
-    are dropped unless ``include_markers``. Leaderboards are pivots of this table; never pack
-    several numbers into one cell.
-
-    The leaderboard needs ``root`` for manifests and saved videos: pass it explicitly
-    (``build_leaderboard(..., results_root=root)``). Partial last lines are skipped and reported once; rows of pairs cut before their completion
-    marker are dropped and reported; duplicate keys keep the last written row (reported).
-    Raises StereobenchError when no runs exist or a requested run id is unknown.
-    """
-    from benchmark.run_store import resolve_runs as _resolve_runs
-
-    root = Path(root)
-    all_rows: list[ResultRow] = []
-    rep = ReadReport()
-    for run_id in _resolve_runs(root, runs):
-        rows, run_rep = _read_run(root / run_id, dedupe=True, report=False)
-        rep.merge(run_rep)
-        all_rows.extend(r for r in rows if include_markers or r.kind != "marker")
-    _report(rep)
-    return rows_to_frame(all_rows)
-
-
-def __getattr__(name: str):
-    # Names of the run folder's layout moved to benchmark.run_store; old imports keep working.
-    if name in ("DEFAULT_ROOT", "MANIFEST_FILE"):
-        from benchmark import run_store
-
-        return getattr(run_store, name)
-    raise AttributeError(f"module 'benchmark.results' has no attribute {name!r}")

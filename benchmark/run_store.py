@@ -49,7 +49,8 @@ except ImportError:  # pragma: no cover - Windows: pid-file locking only
 
 from benchmark.errors import StereobenchError, did_you_mean
 from benchmark.fileio import atomic_write_bytes, pid_alive, sweep_orphaned_temp_files
-from benchmark.results import (ROWS_FILE, ResultsWriter, completed_pairs, manifest_json, read_rows, rows_files,
+from benchmark.results import (ROWS_FILE, ReadReport, ResultRow, ResultsWriter, completed_pairs, manifest_json, read_rows,
+                               read_run, report_read, rows_files, rows_to_frame,
                                strip_dataset_prefix)
 
 DEFAULT_ROOT = Path("results/runs")
@@ -467,6 +468,35 @@ def load_manifests(root: str | os.PathLike = DEFAULT_ROOT, runs: Sequence[str] |
     return out
 
 
+def load_results(root: str | os.PathLike = "results/runs", runs: Sequence[str] | None = None,
+                 include_markers: bool = False):
+    """Every run under ``root`` (or only ``runs``) as ONE long pandas DataFrame.
+
+    Granularity: one row per (run_id, method, dataset, clip, clip_protocol, warp_mode, kind,
+    region, protocol, metric) -- :data:`KEY_FIELDS`. Columns are the fields of
+    :class:`ResultRow`: ``run_id, method, dataset, clip, kind, metric, value, region, protocol,
+    clip_protocol, warp_mode, device, error, dataset_revision, written_at, batch, schema_version``. ``value`` is float64
+    (NaN for error/skip rows); quality rows have a region (``full``/``inside``/``outside``) and
+    a scoring protocol (``paper``/``strict``), timing rows ``"n/a"`` for both. Completion markers
+    are dropped unless ``include_markers``. Leaderboards are pivots of this table; never pack
+    several numbers into one cell.
+
+    The leaderboard needs ``root`` for manifests and saved videos: pass it explicitly
+    (``build_leaderboard(..., results_root=root)``). Partial last lines are skipped and reported once; rows of pairs cut before their completion
+    marker are dropped and reported; duplicate keys keep the last written row (reported).
+    Raises StereobenchError when no runs exist or a requested run id is unknown.
+    """
+    root = Path(root)
+    all_rows: list[ResultRow] = []
+    rep = ReadReport()
+    for run_id in resolve_runs(root, runs):
+        rows, run_rep = read_run(root / run_id, dedupe=True, report=False)
+        rep.merge(run_rep)
+        all_rows.extend(r for r in rows if include_markers or r.kind != "marker")
+    report_read(rep)
+    return rows_to_frame(all_rows)
+
+
 def find_resumable_run(root: str | os.PathLike, config_hash: str, overwrite: Any = "only-missing") -> str | None:
     """Newest run (by start time) under ``root`` with this config hash that is still ``running``
     (or was killed) or ``failed`` (the environment stopped it) or, under overwrite
@@ -499,6 +529,6 @@ def newest_run(root: str | os.PathLike) -> str | None:
 
 __all__ = [
     "DEFAULT_ROOT", "LOCK_FILE", "MANIFEST_FILE", "ROWS_FILE", "RunDir", "RunLock", "RunStatus", "SavedVideo",
-    "check_run_id", "find_resumable_run", "list_runs", "load_manifests", "newest_run", "new_run_id",
+    "check_run_id", "find_resumable_run", "list_runs", "load_manifests", "load_results", "newest_run", "new_run_id",
     "resolve_runs", "run_start_time", "safe_component",
 ]

@@ -208,7 +208,7 @@ def _revision(revision, rows):
 
 
 def test_boards_never_mix_data_revisions_or_protocol_settings_and_newest_is_by_start_time(tmp_path):
-    from benchmark.results import load_manifests, load_results
+    from benchmark.run_store import load_manifests, load_results
 
     root = tmp_path / "runs"
     one = {"sharp": METHODS["sharp"]}
@@ -264,7 +264,7 @@ def test_empty_frame_is_a_one_line_error(tmp_path):
 def _write_runs(root, with_videos=False):
     import torch
 
-    from benchmark.results import video_path
+    from benchmark.run_store import RunDir
 
     run_id = "20250101-000000-aaaaaa"
     run_dir = root / run_id
@@ -275,14 +275,14 @@ def _write_runs(root, with_videos=False):
 
         for c in range(3):
             for name in ("left", "warped", "mask", "gt", *METHODS):
-                write_video(video_path(run_dir, "synthetic", f"clip-{c}", name), torch.rand(2, 3, 16, 16), fps=5)
+                write_video(RunDir.at(run_dir).video_path("synthetic", f"clip-{c}", name), torch.rand(2, 3, 16, 16), fps=5)
     return run_id
 
 
 def test_html_is_self_contained_with_embedded_plots_and_frame_strips(tmp_path):
     root = tmp_path / "runs"
     _write_runs(root, with_videos=True)
-    from benchmark.results import load_results
+    from benchmark.run_store import load_results
 
     # As the runner calls it: the frame remembers its results folder (manifests, saved videos).
     written = build_leaderboard(load_results(root), tmp_path / "lb", n_resamples=100, results_root=root)
@@ -358,7 +358,7 @@ def test_overall_table_shows_memory_growth_and_old_rows_the_absolute_peak(tmp_pa
         quality=[{"metric": "psnr", "value": 20.0}], timings={"time_refine_s": 1.0, "peak_mem_bytes": 3000 * 2**20})]
     writer = ResultsWriter(tmp_path / "runs" / "r-old")
     writer.append(old)
-    from benchmark.results import load_results
+    from benchmark.run_store import load_results
 
     frame = load_results(tmp_path / "runs")
     assert set(frame["schema_version"]) == {1}

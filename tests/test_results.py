@@ -13,8 +13,8 @@ import pytest
 
 from benchmark.errors import StereobenchError
 from benchmark.results import (KEY_FIELDS, ROW_COLUMNS, SCHEMA_VERSION, ResultRow, ResultsWriter, completed_pairs,
-                               load_results, new_run_id, pair_rows, read_rows, resolve_runs, skip_row, timing_spec,
-                               video_path, write_json_atomic)
+                               pair_rows, read_rows, skip_row, timing_spec, write_json_atomic)
+from benchmark.run_store import RunDir, load_results, new_run_id, resolve_runs
 
 METRICS = ("psnr", "msssim", "lpips_vgg")
 
@@ -223,7 +223,7 @@ def test_helpers(tmp_path):
     with pytest.raises(StereobenchError, match="unknown timing metric"):
         pair_rows(run_id="r", method="m", dataset="d", clip="c", timings={"refine_seconds": 1.0})
     assert timing_spec("time_depth_s_per_frame").higher_is_better is False
-    assert video_path(tmp_path, "synthetic", "synthetic/clip-3", "gt") == tmp_path / "videos/synthetic/clip-3/gt.mp4"
+    assert RunDir.at(tmp_path).video_path("synthetic", "synthetic/clip-3", "gt") == tmp_path / "videos/synthetic/clip-3/gt.mp4"
     target = tmp_path / "m.json"
     write_json_atomic(target, {"x": 1})
     write_json_atomic(target, {"x": 2, "y": [1.5, math.inf]})

@@ -281,7 +281,7 @@ def test_a_half_line_in_rows_warns_once_per_read(tmp_path):
                                   quality=[{"metric": "psnr", "value": 1.0}]))
     with open(run.rows_path(), "ab") as handle:
         handle.write(b'{"run_id": "r1", "meth')
-    code = ("import sys; from benchmark.results import load_results; "
+    code = ("import sys; from benchmark.run_store import load_results; "
             "print(len(load_results(sys.argv[1])))")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs")], cwd=REPO, capture_output=True,
                           text=True, timeout=120)

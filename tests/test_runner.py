@@ -347,14 +347,14 @@ def test_same_command_after_errors_retries_only_the_failed_pairs_in_the_same_run
 
 
 def test_overwrite_always_replaces_the_saved_video_of_a_recomputed_pair(tmp_path, fake_methods):
-    from benchmark.results import video_path
+    from benchmark.run_store import RunDir
     from benchmark.stereo.video_io import read_video
 
     config = tiny_config(tmp_path, methods=["shade"], metrics=["psnr"], leaderboard=False, save_videos=True,
                          datasets=[{"name": "synthetic", "options": {"num_clips": 1, "size": 192, "num_frames": 4}}])
     SHADE["value"] = 0.2
     first = run_benchmark(config, progress=False, echo=lambda s: None)
-    path = video_path(first.run_dir, "synthetic", "scene-000", "shade")
+    path = RunDir.at(first.run_dir).video_path("synthetic", "scene-000", "shade")
     assert abs(float(read_video(path).frames.mean()) - 0.2) < 0.02
     SHADE["value"] = 0.8
     again = run_benchmark(parse_config({**config.to_dict(), "run_id": first.run_id, "overwrite": "always"}),

@@ -53,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from benchmark.errors import StereobenchError
     from benchmark.leaderboard import build_leaderboard
-    from benchmark.results import load_results
-    from benchmark.run_store import load_manifests
+    from benchmark.run_store import load_manifests, load_results
 
     if args.resamples < 1:
         raise StereobenchError(f"--resamples must be at least 1, got {args.resamples}")

@@ -25,7 +25,6 @@ the manifest says ``failed``; the same command resumes it.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -361,8 +360,7 @@ def default_title(config: RunConfig, protocol) -> str:
 
 def _leaderboard(config: RunConfig, run: RunDir, protocol, summary: RunSummary) -> None:
     from benchmark.leaderboard import build_leaderboard
-    from benchmark.results import load_results
-    from benchmark.run_store import load_manifests
+    from benchmark.run_store import load_manifests, load_results
 
     frame = load_results(run.root, runs=[run.run_id])
     result = build_leaderboard(frame, run.leaderboard_dir, title=config.title or default_title(config, protocol),
