@@ -309,7 +309,8 @@ def test_paper_protocol_matches_packages_on_whitened_copies():
 
     pred, gt = _pair(seed=7, t=16)
     mask = _holes(t=16)
-    rows = score_videos(pred, gt, mask, metrics=["msssim", "msssim_2d", "lpips_alex"], protocols=("paper",))
+    rows = score_videos(pred, gt, mask, metrics=["msssim", "msssim_2d", "lpips_alex"],
+                       scoring_protocols=("paper",))
     model = load_lpips("alex")
     for region, keep in (("inside", mask), ("outside", ~mask)):
         wp, wg = torch.where(keep, pred, 1.0), torch.where(keep, gt, 1.0)

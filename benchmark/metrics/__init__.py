@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from benchmark.metrics.base import Metric, Prediction, Record, Reference
 from benchmark.metrics.registry import METRICS, get_metric, metric_names, validate_metric_names
-from benchmark.metrics.spec import METRIC_SPECS, PROTOCOLS, REGIONS, SCORING_PROTOCOLS, MetricSpec
+from benchmark.metrics.spec import METRIC_SPECS, REGIONS, SCORING_PROTOCOLS, MetricSpec
 
 
 def __getattr__(name: str):
@@ -37,6 +37,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'benchmark.metrics' has no attribute {name!r}")
 
 
-__all__ = ["METRICS", "METRIC_SPECS", "REGIONS", "SCORING_PROTOCOLS", "PROTOCOLS", "Metric", "MetricSpec",
+__all__ = ["METRICS", "METRIC_SPECS", "REGIONS", "SCORING_PROTOCOLS", "Metric", "MetricSpec",
            "Record", "Reference", "Prediction", "get_metric", "metric_names", "validate_metric_names",
            "Scorer", "score_videos", "load_lpips", "build_lpips_weights"]

@@ -77,7 +77,7 @@ class Scorer:
                  scoring_protocols: Sequence[str] = SCORING_PROTOCOLS, device: str | torch.device | None = None,
                  batch_size: int = 8, feature_dtype: torch.dtype = torch.float32, progress: bool = False,
                  *, protocols: Sequence[str] | None = None):
-        if protocols is not None:  # the keyword before the rename (benchmark/runner.py uses it)
+        if protocols is not None:  # the keyword before the rename (benchmark/runner/pair.py); removed at integration
             scoring_protocols = protocols
         self.metrics = validate_metric_names(metrics) if metrics is not None else metric_names()
         for region in regions:
@@ -102,11 +102,6 @@ class Scorer:
         self.progress = progress
         self.last_timings: dict[str, float] = {}
         self._instances: dict[str, Metric] = {}
-
-    @property
-    def protocols(self) -> list[str]:
-        """Old name of :attr:`scoring_protocols`."""
-        return self.scoring_protocols
 
     def metric(self, name: str) -> Metric:
         """The configured instance of metric ``name`` (built on first use)."""
