@@ -16,7 +16,7 @@ Built in (no download):
 ``synthetic``              procedural clips with exact ground truth (options: num_clips, size,
                            num_frames, fps, seed, integer_disparity)
 ``middlebury-motorcycle``  the real Middlebury pair shipped in scikit-image, as panning clips
-                           (options: num_frames, fps, step)
+                           (options: num_frames, fps, step, fill_disparity)
 ``folder``                 your own videos: ``<name>_left.mp4`` [+ ``<name>_right.mp4``]
                            [+ ``<name>_disparity.npy``] (option: root)
 =========================  ===================================================================
