@@ -194,3 +194,54 @@ def test_manifest_reports_whether_training_target_encoder_matches():
     assert report["quant_conv_is_identity"] is True
     assert report["first_stage_encoder_equals_conditioner_encoder"] is False
     assert "quant_conv_is_identity" not in convert_state(state, **_tiny_configs(encoder))[3]  # no first stage: no claim
+
+
+@pytest.mark.parametrize("differ", [False, True])
+def test_warped_view_encoder_is_compared_and_kept_when_it_differs(tmp_path, differ):
+    """conditioner.embedders.5 (warped view) vs embedders.3 (left view): equal -> dropped and
+    recorded; different -> saved as warped_encoder/ and used for the warped view only."""
+    import json
+    import math
+
+    from methods.m2svid.pipeline import InferenceOptions
+
+    unet, vae, encoder = _reference()
+    state = _official_state(unet, vae, encoder)
+    if differ:
+        state["conditioner.embedders.5.encoder.encoder.conv_in.weight"] = state["conditioner.embedders.5.encoder.encoder.conv_in.weight"] * 1.5
+        state["conditioner.embedders.5.encoder.quant_conv.bias"] = state["conditioner.embedders.5.encoder.quant_conv.bias"] + 0.3
+    out = convert_checkpoint(_write(tmp_path, state), tmp_path / "converted", dtype=torch.float32, **_tiny_configs(encoder))
+    manifest = json.loads((out / "m2svid.json").read_text())
+    assert manifest["warped_encoder_equals_left_encoder"] is (not differ)
+    assert (out / "warped_encoder").is_dir() is differ and ("warped_encoder" in manifest["components"]) is differ
+    pipe = load_pipeline(out, options=InferenceOptions(cond_aug=0.0))  # no noise: exact latents
+    assert (pipe.warped_encoder is not None) is differ
+    # Independent reference: a copy of the VAE with embedders.5's tensors loaded.
+    import copy
+
+    warped_vae = copy.deepcopy(vae)
+    with torch.no_grad():
+        warped_vae.encoder.conv_in.weight.copy_(state["conditioner.embedders.5.encoder.encoder.conv_in.weight"])
+        warped_vae.quant_conv.bias.copy_(state["conditioner.embedders.5.encoder.quant_conv.bias"])
+    seen = {}
+    pipe.unet.register_forward_pre_hook(lambda m, a, k: seen.__setitem__("sample", a[0]), with_kwargs=True)
+    inp, _ = make_layered_scene(3, 32, 32, foreground_disparity=4, velocity=-2)
+    with torch.no_grad():
+        pipe(inp.left, inp.warped, inp.mask, fps=5.0)
+        warped_m11 = torch.where(inp.mask, 0.0, inp.warped) * 2 - 1
+        expected_warped = warped_vae.encode(warped_m11).latent_dist.mode()
+        left_encoder_warped = vae.encode(warped_m11).latent_dist.mode()
+        expected_left = vae.encode(inp.left * 2 - 1).latent_dist.mode()
+    sample = seen["sample"][0]
+    assert torch.allclose(sample[:, 4:8], expected_left, atol=1e-5)
+    assert torch.allclose(sample[:, 8:12], expected_warped, atol=1e-5)
+    assert math.isclose(float((expected_warped - left_encoder_warped).abs().max()), 0.0, abs_tol=1e-6) is (not differ)
+
+
+def test_incomplete_warped_encoder_is_refused(tmp_path):
+    unet, vae, encoder = _reference()
+    state = _official_state(unet, vae, encoder)
+    del state["conditioner.embedders.5.encoder.encoder.conv_out.bias"]
+    with pytest.raises(StereobenchError, match=r"warped-view encoder \(conditioner.embedders.5\).*1 tensor\(s\) missing"):
+        convert_checkpoint(_write(tmp_path, state), tmp_path / "x", **_tiny_configs(encoder))
+    assert not (tmp_path / "x").exists()

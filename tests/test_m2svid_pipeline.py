@@ -234,3 +234,26 @@ def test_tiny_model_outputs_equal_the_reference_saved_before_the_refactor():
         assert value.shape == saved[name].shape, name
         difference = (value.double() - saved[name].double()).abs().max().item()
         assert difference <= 1e-6, (name, difference)
+
+
+@pytest.mark.parametrize("dtype,expected", [(torch.float16, float(torch.tensor(0.02, dtype=torch.float16))), (torch.float32, 0.02)])
+def test_cond_aug_is_rounded_to_half_precision_under_fp16_as_officially(dtype, expected):
+    """The official fp16 code builds cond_aug = 0.02 as a float16 tensor: the time id *and* the
+    noise strength are 0.0200043 there. Under float16 both equal float(float16(0.02)); float32
+    keeps 0.02."""
+    from methods.m2svid.pipeline import half_precision_cond_aug
+
+    assert expected != 0.02 or dtype == torch.float32
+    assert half_precision_cond_aug(0.02, dtype) == expected
+    unet, vae, encoder = tiny_components(seed=0)
+    pipe = M2SVidPipeline(unet.to(dtype), vae.to(dtype), encoder.to(dtype))
+    seen = {}
+    pipe.unet.register_forward_pre_hook(lambda m, a, k: seen.__setitem__("ids", a[3]), with_kwargs=True)
+    original = pipe.conditioning
+    pipe.conditioning = lambda left, warped, mask, fps: (seen.__setitem__("left", left), original(left, warped, mask, fps))[1]
+    frames = torch.full((2, 3, 16, 16), 0.5)  # 0 in [-1, 1]: what reaches the encoder is the noise term alone
+    ones = torch.ones(2, 2, 3, 16, 16)
+    with torch.no_grad():
+        pipe.refine_window(frames, frames, torch.zeros(2, 1, 16, 16), ones, fps=5.0)
+    assert seen["ids"].dtype == dtype and float(seen["ids"][0, 2]) == float(torch.tensor(expected, dtype=dtype))
+    assert torch.equal(seen["left"], torch.full_like(frames, expected))  # noise strength = the same value

@@ -3,8 +3,10 @@
 Loss per clip (OFFICIAL_CODE_FACTS.md D): the U-Net runs once on a zero latent at sigma = 700
 and gives z = c_out F. Then
 
-* latent L2: mean over each frame's latent of (z - target)^2, target = 0.18215 x VAE encode of
-  the ground-truth right frame (a *posterior sample*), weighted by w = (sigma^2 + 1) / sigma^2;
+* latent L2: mean over each frame's latent of (z - target)^2, target = 0.18215 x a *posterior
+  sample* of the ground-truth right frame from sgm's first-stage encoder without quant_conv
+  (:func:`training_target_encoder` reads the converter's records to pick the encoder that gives
+  exactly that), weighted by w = (sigma^2 + 1) / sigma^2;
 * image L1: mean |decode(z / 0.18215) - GT| per frame (GT in [-1, 1]), weighted by w;
 * LPIPS (VGG16 trunk, v0.1 linear layers) per frame on [-1, 1] inputs;
 
@@ -298,6 +300,18 @@ def training_target_encoder(pipe: M2SVidPipeline) -> tuple[object, bool, str]:
     return pipe.vae, True, "vae.encode (encoder + quant_conv)"
 
 
+def training_target(pipe: M2SVidPipeline, gt_m11: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The official latent target of one clip: 0.18215 x a posterior *sample* of the ground-truth
+    right frames (T, 3, H, W) in [-1, 1], encoded as :func:`training_target_encoder` says.
+
+    Returns (T, 4, H/8, W/8) in the pipeline's dtype; the noise is drawn from ``generator`` (CPU).
+    """
+    encoder, use_quant_conv, _ = training_target_encoder(pipe)
+    # One encoder call over all frames, as before the plumbing moved (same float rounding).
+    posterior = encode_posterior(encoder, gt_m11, chunk_size=len(gt_m11), use_quant_conv=use_quant_conv)
+    return LATENT_SCALE * sample_posterior(posterior, generator)
+
+
 def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: torch.Generator | None = None,
                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
     """The paper's training loss for a batch of clips; returns (loss, parts).
@@ -314,7 +328,6 @@ def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: 
     sigma = SIGMA_MAX
     w = edm_loss_weight(sigma)  # VWeighting
     _, c_out, _, c_noise = edm_v_scalings(sigma)
-    target_encoder, use_quant_conv, _ = training_target_encoder(pipe)
     with torch.no_grad():
         concat, tokens, ids, targets, gt_m11 = [], [], [], [], []
         for b in range(batch_size):  # loop over clips of the batch (B is 1 per GPU officially)
@@ -328,9 +341,7 @@ def m2svid_loss(pipe: M2SVidPipeline, batch: dict, lpips_model=None, generator: 
             concat.append(c), ids.append(i), tokens.append(pipe.clip_tokens(left_m11)[None])
             gt = right[b] * 2 - 1
             gt_m11.append(gt)
-            # The official target: first-stage encoder (no quant_conv) posterior *sample*, scaled.
-            posterior = encode_posterior(target_encoder, gt, chunk_size=len(gt), use_quant_conv=use_quant_conv)
-            targets.append(LATENT_SCALE * sample_posterior(posterior, generator))
+            targets.append(training_target(pipe, gt, generator))
         concat, tokens, ids = torch.cat(concat), torch.cat(tokens), torch.cat(ids)
         target, gt_m11 = torch.stack(targets).float(), torch.stack(gt_m11)
     sample = torch.cat([torch.zeros_like(concat[:, :, :4]), concat], dim=2)
