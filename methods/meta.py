@@ -120,8 +120,9 @@ def options_help(model: type[MethodOptions]) -> list[str]:
     return lines
 
 
-# Adapter classes bound to a variant, built once per entry (METHODS[name] is METHODS[name]).
-_BOUND: dict[tuple[str, str], type] = {}
+# Adapter classes bound to a variant, built once per entry (METHODS[name] is METHODS[name]); keyed by
+# everything that defines the binding, so two different records never share a class.
+_BOUND: dict[tuple[MethodMeta, str, str], type] = {}
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class MethodEntry:
         (no code of its own: ``meta`` and ``defaults`` differ, nothing else), so that
         ``type(method).meta`` names the variant wherever a result records it.
         """
-        key = (self.meta.name, self.loader)
+        key = (self.meta, self.loader, repr(sorted(self.loader_kwargs.items())))
         if key in _BOUND:
             return _BOUND[key]
         module_name, _, attr = self.loader.partition(":")

@@ -226,3 +226,12 @@ def test_a_broken_method_does_not_hide_the_others(capsys):
         METHODS._paths.pop("broken-method", None)
     out = capsys.readouterr().out
     assert "broken-method: BROKEN" in out and "left-copy: no weights needed" in out
+
+
+def test_method_filter_lists_only_those_methods(capsys):
+    from benchmark.cli import main
+
+    assert main(["weights", "--json", "--method", "m2svid", "--method", "left-copy"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert list(listing) == ["methods"] and [e["name"] for e in listing["methods"]] == ["m2svid", "left-copy"]
+    assert listing["methods"][0]["weights"][0]["source"].endswith("/m2svid_weights.pt")

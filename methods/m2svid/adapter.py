@@ -20,7 +20,7 @@ from pydantic import Field, create_model
 
 from benchmark.errors import StereobenchError
 from benchmark.stereo.input import StereoInput
-from benchmark.weights import WeightsStatus, weights_root  # noqa: F401  weights_root: moved; shim removed at integration
+from benchmark.weights import WeightsStatus, weights_root
 from methods.base import Method, MethodOptions
 from methods.m2svid import M2SVID
 
