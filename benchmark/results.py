@@ -326,6 +326,21 @@ def rows_files(run_dir: str | os.PathLike) -> list[Path]:
     return files + ranked
 
 
+def _fix_for(exc: OSError) -> str:
+    """What the user should do about a failed rows write, by its cause."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "free space"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "fix the folder's permissions"
+    if exc.errno == errno.EROFS:
+        return "use a writable --out (this filesystem is read-only)"
+    if exc.errno == errno.EISDIR:
+        return "remove the folder that stands where the rows file belongs"
+    return "check permissions and free space"
+
+
 class ResultsWriter:
     """Appends rows of one run (one process / rank) to ``<run_dir>/rows[-rank<k>].jsonl``.
 
@@ -356,7 +371,7 @@ class ResultsWriter:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StereobenchError(f"cannot write results to {self.path}: {exc.strerror}; "
-                                   "check permissions and free space, then rerun to resume") from exc
+                                   f"{_fix_for(exc)}, then rerun to resume") from exc
         try:
             # An advisory lock makes the tail check and the write one step for every writer of
             # this file (without it a writer could see another's batch half-way and add a blank line).
@@ -369,7 +384,7 @@ class ResultsWriter:
             os.fsync(fd)
         except OSError as exc:
             raise StereobenchError(f"writing results to {self.path} failed: {exc.strerror}; completed "
-                                   "rows are kept, free space and rerun the same command to resume") from exc
+                                   f"rows are kept, {_fix_for(exc)} and rerun the same command to resume") from exc
         finally:
             os.close(fd)
         return len(rows)

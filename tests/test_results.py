@@ -250,3 +250,26 @@ def test_unwritable_results_folder_is_a_one_line_error(tmp_path):
 def test_read_rows_of_a_missing_file(tmp_path):
     with pytest.raises(StereobenchError, match="no results file"):
         read_rows(Path(tmp_path) / "nope.jsonl")
+
+
+@pytest.mark.parametrize("code, fix", [("ENOSPC", "free space"), ("EACCES", "permissions"), ("EROFS", "read-only")])
+def test_a_failed_rows_write_names_its_real_cause(tmp_path, monkeypatch, code, fix):
+    import errno
+
+    import benchmark.results as results
+
+    writer = ResultsWriter(tmp_path / "run")
+    writer.append(_pair("r", "m", "clip-0"))
+
+    def failing_write(fd, data):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(results.os, "write", failing_write)
+    with pytest.raises(StereobenchError) as info:
+        writer.append(_pair("r", "m", "clip-1"))
+    message = str(info.value)
+    assert fix in message and str(writer.path) in message and "completed rows are kept" in message
+    if code != "ENOSPC":
+        assert "free space" not in message
+    monkeypatch.undo()
+    assert writer.completed_pairs() == {("m", "synthetic", "clip-0")}  # the earlier pair is kept
