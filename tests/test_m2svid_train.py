@@ -186,3 +186,74 @@ def test_sample_matches_torchvision_resized_crop_and_official_mask_order():
             assert torch.allclose(item[key], reference(video), atol=1e-5), key
         assert torch.allclose(item["left"][valid][:, 0, 0, 0], frame_index[valid].float() / 100, atol=1e-6)
     assert seen_padding  # 25 frames at low fps run past the 40-frame clip: zero frames, as official
+
+
+# ---- the official training target: first-stage encoder without quant_conv ------------------
+
+def _converted_folder(tmp_path, first_stage_shift: float = 0.0):
+    """A tiny checkpoint in the official layout with a first stage (equal to the conditioner's
+    encoder unless shifted) and a random, non-identity quant_conv, converted to a folder."""
+    from methods.m2svid.convert import ENCODER_PREFIX, FIRST_STAGE_ENCODER_PREFIX, convert_checkpoint
+    from tests.test_m2svid_convert import _official_state, _reference, _tiny_configs, _write
+
+    unet, vae, encoder = _reference()
+    state = _official_state(unet, vae, encoder)
+    first_stage = {FIRST_STAGE_ENCODER_PREFIX + k[len(ENCODER_PREFIX):]: v.clone()
+                   for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    first_stage[FIRST_STAGE_ENCODER_PREFIX + "conv_in.bias"] += first_stage_shift
+    out = convert_checkpoint(_write(tmp_path, {**state, **first_stage}), tmp_path / "converted", dtype=torch.float32,
+                             **_tiny_configs(encoder))
+    return out, vae, first_stage
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.25])
+def test_training_target_is_the_first_stage_encoder_without_quant_conv(tmp_path, shift):
+    import copy
+
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from methods.m2svid.convert import FIRST_STAGE_ENCODER_PREFIX
+    from methods.m2svid.train import build_pipeline_for_training, training_target, training_target_encoder
+
+    folder, vae, first_stage = _converted_folder(tmp_path, shift)
+    manifest = json.loads((folder / "m2svid.json").read_text())
+    assert manifest["quant_conv_is_identity"] is False
+    assert manifest["first_stage_encoder_equals_conditioner_encoder"] is (shift == 0.0)
+    assert (folder / "training_target_encoder").is_dir() is (shift != 0.0)
+    pipe = build_pipeline_for_training(str(folder))
+    module, use_quant_conv, _ = training_target_encoder(pipe)
+    assert use_quant_conv is (shift != 0.0)  # the saved first-stage encoder has no quant_conv of its own
+    # Independent reference: the first-stage encoder's own tensors, no quant_conv, posterior sample.
+    reference_encoder = copy.deepcopy(vae.encoder)
+    with torch.no_grad():
+        reference_encoder.conv_in.bias.copy_(first_stage[FIRST_STAGE_ENCODER_PREFIX + "conv_in.bias"])
+    gt = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        posterior = DiagonalGaussianDistribution(reference_encoder(gt))
+        noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(4))
+        expected = 0.18215 * (posterior.mean + posterior.std * noise)
+        target = training_target(pipe, gt, torch.Generator().manual_seed(4))
+        with_quant_conv = 0.18215 * pipe.vae.encode(gt).latent_dist.mean
+    assert torch.allclose(target, expected, atol=1e-5)
+    assert not torch.allclose(target, with_quant_conv, atol=1e-2)  # what training used before
+
+
+def test_loss_reads_the_records_and_a_folder_without_the_target_encoder_is_refused(tmp_path):
+    from benchmark.errors import StereobenchError
+    from methods.m2svid.train import build_pipeline_for_training, training_target_encoder
+
+    folder, _, _ = _converted_folder(tmp_path)
+    pipe = build_pipeline_for_training(str(folder))
+    samples = _samples()
+    batch = {"left": samples[0].left[None], "warped": samples[0].warped[None], "mask": _dilated(samples[0].mask)[None],
+             "right": samples[0].right[None], "fps": torch.tensor([5.0])}
+    with torch.no_grad():
+        recorded = m2svid_loss(pipe, batch, generator=torch.Generator().manual_seed(0))[1]["latent_l2"]
+        pipe.manifest = {}  # no records: the VAE's encode (encoder + quant_conv), as before
+        unrecorded = m2svid_loss(pipe, batch, generator=torch.Generator().manual_seed(0))[1]["latent_l2"]
+    assert recorded != pytest.approx(unrecorded, rel=1e-4)
+    pipe.manifest = {"first_stage_encoder_equals_conditioner_encoder": False, "quant_conv_is_identity": True}
+    with pytest.raises(StereobenchError, match="convert the checkpoint again"):
+        training_target_encoder(pipe)
+    with pytest.raises(StereobenchError, match="training_target_encoder"):
+        train(_config(tmp_path), samples=samples, pipe=pipe)
