@@ -238,7 +238,7 @@ class RunManifest:
     def start(cls, run_dir: str | os.PathLike, run_id: str, provenance: dict[str, Any],
               **extra: Any) -> "RunManifest":
         """Create ``<run_dir>/manifest.json`` with status ``"running"``."""
-        manifest = cls(Path(run_dir) / MANIFEST_FILE, run_id, dict(provenance), extra=dict(extra))
+        manifest = cls(RunDir.at(run_dir).manifest_path(), run_id, dict(provenance), extra=dict(extra))
         manifest.provenance.setdefault("started_at", utc_now_iso())
         manifest.write()
         return manifest
