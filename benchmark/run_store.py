@@ -242,8 +242,8 @@ class RunLock:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SavedVideo:
-    """One saved video of a run: ``dataset`` / ``clip`` as the rows name them (when known from
-    the rows, else the folder names) and ``name`` (a method label, ``left``, ``warped``...)."""
+    """One saved video of a run: ``dataset`` / ``clip`` / ``name`` (a method label, ``left``,
+    ``warped``...) as the rows name them when the rows know them, else the file and folder names."""
 
     dataset: str
     clip: str
@@ -370,7 +370,7 @@ class RunDir:
         sanitised), else the folder names."""
         if not self.videos_dir.is_dir():
             return []
-        names = self._row_names()
+        names, methods = self._row_names()
         out = []
         for path in sorted(self.videos_dir.glob(f"*/*/*{VIDEO_SUFFIX}")):
             if path.name.startswith("."):
@@ -381,7 +381,8 @@ class RunDir:
                 continue
             if clip is not None and clip_name != clip:
                 continue
-            out.append(SavedVideo(ds_name, clip_name, path.name[: -len(VIDEO_SUFFIX)], path))
+            stem = path.name[: -len(VIDEO_SUFFIX)]
+            out.append(SavedVideo(ds_name, clip_name, methods.get(stem, stem), path))
         return out
 
     def saved_clips(self) -> list[tuple[str, str]]:
@@ -393,13 +394,15 @@ class RunDir:
         inputs = re.compile(r"^(left|gt|warped(-.+)?|mask(-.+)?)$")
         return sorted(v.name for v in self.saved_videos(dataset, clip) if not inputs.match(v.name))
 
-    def _row_names(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """{(safe dataset, safe clip): (dataset, clip)} from the rows (quietly)."""
+    def _row_names(self) -> tuple[dict[tuple[str, str], tuple[str, str]], dict[str, str]]:
+        """From the rows (quietly): ``{(safe dataset, safe clip): (dataset, clip)}`` and
+        ``{safe method label: label}``, to name saved videos as the rows do."""
         try:
             rows = self.read_rows(report=False)
         except StereobenchError:
-            return {}
-        return {(safe_component(r.dataset), safe_component(r.clip)): (r.dataset, r.clip) for r in rows}
+            return {}, {}
+        pairs = {(safe_component(r.dataset), safe_component(r.clip)): (r.dataset, r.clip) for r in rows}
+        return pairs, {safe_component(r.method): r.method for r in rows}
 
     # -- ownership and debris ------------------------------------------------------------------
     def lock(self, wait: bool = False, shard: int | None = None, timeout_s: float | None = None) -> RunLock:

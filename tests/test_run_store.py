@@ -135,22 +135,22 @@ def test_rows_and_saved_videos_read_back_with_the_rows_names(tmp_path):
     run = RunDir(tmp_path, "r1")
     dataset = "/data/my videos"  # a name that is not a safe folder name
     writer = run.writer()
-    for method in ("left-copy", "warp-only"):
+    for method in ("left-copy", "warp only (v2)"):  # a label that is not a safe file name
         writer.append(pair_rows(run_id="r1", method=method, dataset=dataset, clip="street",
                                 quality=[{"metric": "psnr", "value": 20.0}]))
-    assert run.completed_pairs() == {("left-copy", dataset, "street"), ("warp-only", dataset, "street")}
+    assert run.completed_pairs() == {("left-copy", dataset, "street"), ("warp only (v2)", dataset, "street")}
     assert len(run.read_rows()) == 4
-    for name in ("left", "warped", "mask", "gt", "left-copy", "warp-only"):
+    for name in ("left", "warped", "mask", "gt", "left-copy", "warp only (v2)"):
         path = run.video_path(dataset, "street", name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not really a video")
     (run.video_path(dataset, "street", "x").parent / ".x.mp4.1.abc.tmp").write_bytes(b"")  # a write in progress
     videos = run.saved_videos()
     assert {(v.dataset, v.clip) for v in videos} == {(dataset, "street")}
-    assert sorted(v.name for v in videos) == ["gt", "left", "left-copy", "mask", "warp-only", "warped"]
+    assert sorted(v.name for v in videos) == ["gt", "left", "left-copy", "mask", "warp only (v2)", "warped"]
     assert all(v.path.is_file() and v.path.is_relative_to(run.path) for v in videos)
     assert run.saved_clips() == [(dataset, "street")]
-    assert run.saved_methods(dataset, "street") == ["left-copy", "warp-only"]
+    assert run.saved_methods(dataset, "street") == ["left-copy", "warp only (v2)"]
     assert run.saved_videos(dataset, "other") == []
     assert RunDir(tmp_path, "empty").saved_videos() == []
 
