@@ -297,3 +297,79 @@ def test_stereo_input_carries_the_filled_disparity_record():
     assert StereoInput(**kwargs).measured_disparity is disparity  # nothing filled: the same tensor
     with pytest.raises(ValueError, match="disparity_filled"):
         StereoInput(**kwargs, disparity_filled=filled.float()).validate()
+
+
+# ---- bad dataset options through the CLI: one `error:` line, exit 2, before any work -----------------
+
+BAD_OPTIONS = [
+    ("middlebury-motorcycle", "fill_disparity=maybe", "fill_disparity"),
+    ("middlebury-motorcycle", "fill_disparity=2", "fill_disparity"),
+    ("middlebury-motorcycle", "fill_disparity=tru", "fill_disparity"),
+    ("middlebury-motorcycle", "fill_disparty=true", "fill_disparity"),
+    ("middlebury-motorcycle", "num_frames=0", "num_frames"),
+    ("middlebury-motorcycle", "num_frames=2.5", "whole number"),
+    ("middlebury-motorcycle", "num_frames=-3", "num_frames"),
+    ("middlebury-motorcycle", "step=-1", "step"),
+    ("middlebury-motorcycle", "step=1.5", "whole number"),
+    ("middlebury-motorcycle", "step=abc", "step"),
+    ("middlebury-motorcycle", "fps=0", "fps"),
+    ("middlebury-motorcycle", "fps=-5", "fps"),
+    ("middlebury-motorcycle", "fps=nan", "fps"),
+    ("middlebury-motorcycle", "fps=inf", "fps"),
+    ("synthetic", "size=abc", "size"),
+    ("synthetic", "size=0", "size"),
+    ("synthetic", "size=10x0", "size"),
+    ("synthetic", "num_clips=0", "num_clips"),
+    ("synthetic", "num_clips=1.5", "whole number"),
+    ("synthetic", "num_clips=abc", "num_clips"),
+    ("synthetic", "num_frames=0", "num_frames"),
+    ("synthetic", "num_frames=2.5", "whole number"),
+    ("synthetic", "fps=0", "fps"),
+    ("synthetic", "fps=nan", "fps"),
+    ("synthetic", "seed=x", "seed"),
+    ("synthetic", "seed=0.5", "whole number"),
+    ("synthetic", "integer_disparity=maybe", "integer_disparity"),
+    ("synthetic", "integer_disparity=2", "integer_disparity"),
+    ("synthetic", "fill_disparity=true", "accepts"),
+    ("synthetic", "=3", "KEY=VALUE"),
+    ("synthetic", "num_clips", "KEY=VALUE"),
+]
+
+
+@pytest.mark.parametrize("dataset, option, contains", BAD_OPTIONS, ids=[f"{d}:{o}" for d, o, _ in BAD_OPTIONS])
+def test_bad_dataset_options_are_one_line_errors(dataset, option, contains, capsys, tmp_path):
+    from tests.badinput import assert_clean_error
+
+    cache = tmp_path / "cache"
+    assert_clean_error(["prepare", "--dataset", dataset, "--option", option, "--cache", str(cache), "--no-preview"],
+                       capsys, contains=contains)
+    assert not cache.exists()  # nothing was built
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "file", "only-disparity"])
+def test_bad_folder_datasets_are_one_line_errors(layout, capsys, tmp_path):
+    from tests.badinput import assert_clean_error
+
+    root = tmp_path / "videos"
+    if layout == "empty":
+        root.mkdir()
+    elif layout == "file":
+        root.write_text("not a folder")
+    elif layout == "only-disparity":
+        root.mkdir()
+        np.save(root / "a_disparity.npy", np.zeros((2, 8, 8), np.float32))
+    contains = {"missing": "does not exist", "empty": "holds no videos", "file": "videos",
+                "only-disparity": "holds no videos"}[layout]
+    assert_clean_error(["prepare", "--dataset", "folder", "--option", f"root={root}", "--cache", str(tmp_path / "c"),
+                        "--no-preview"], capsys, contains=contains)
+
+
+def test_whole_number_and_boolean_options_accept_their_spellings():
+    from benchmark.datasets.base import option_bool, option_int
+
+    assert [option_int("d", "n", v) for v in (3, "3", 3.0, "3.0", np.int64(3))] == [3] * 5
+    assert [option_bool("d", "b", v) for v in (True, "TRUE", "yes", "on", 1, "1")] == [True] * 6
+    assert [option_bool("d", "b", v) for v in (False, "false", "No", "off", 0, "0")] == [False] * 6
+    for bad in (2.5, "2.5", "x", None, True, float("nan"), float("inf")):
+        with pytest.raises(StereobenchError, match="whole number"):
+            option_int("d", "n", bad)

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import torch
 
-from benchmark.datasets.base import DatasetSpec
+from benchmark.datasets.base import DatasetSpec, option_bool, option_int
 from benchmark.datasets.disparity_fill import FILL_RULE, fill_disparity_from_background
 from benchmark.errors import StereobenchError, did_you_mean
 from benchmark.types import Clip, TimeWindow
@@ -94,19 +95,11 @@ class MiddleburyMotorcycle:
     """
 
     def __init__(self, num_frames: int = 16, fps: float = 5.0, step: int = 8, fill_disparity: bool | str = True):
-        self.num_frames = int(num_frames)
+        self.num_frames = option_int("middlebury-motorcycle", "num_frames", num_frames)
         self.fps = float(fps)
-        self.step = int(step)
-        if isinstance(fill_disparity, str):
-            if fill_disparity.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise StereobenchError(f"middlebury-motorcycle option fill_disparity={fill_disparity!r} must be "
-                                       f"true or false")
-            fill_disparity = fill_disparity.lower() in ("1", "true", "yes", "on")
-        if not isinstance(fill_disparity, (bool, np.bool_)):
-            raise StereobenchError(f"middlebury-motorcycle option fill_disparity must be true or false, "
-                                   f"got {fill_disparity!r}")
-        self.fill_disparity = bool(fill_disparity)
-        if self.num_frames < 1 or self.fps <= 0 or self.step < 0:
+        self.step = option_int("middlebury-motorcycle", "step", step)
+        self.fill_disparity = option_bool("middlebury-motorcycle", "fill_disparity", fill_disparity)
+        if self.num_frames < 1 or not (self.fps > 0 and math.isfinite(self.fps)) or self.step < 0:
             raise StereobenchError(f"middlebury-motorcycle needs num_frames >= 1, fps > 0, step >= 0; got "
                                    f"num_frames={self.num_frames}, fps={self.fps}, step={self.step}")
         checksum = load_pair()[3]

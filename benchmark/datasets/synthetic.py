@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmark.datasets.base import DatasetSpec
+from benchmark.datasets.base import DatasetSpec, option_bool, option_int
 from benchmark.types import Clip, TimeWindow
 from benchmark.errors import StereobenchError
 
@@ -322,16 +322,16 @@ class SyntheticDataset:
 
     def __init__(self, num_clips: int = 4, size: int | str | tuple[int, int] = 192, num_frames: int = 16,
                  fps: float = 5.0, seed: int = 0, integer_disparity: bool | str = True, device: str = "cpu"):
-        self.num_clips = int(num_clips)
+        self.num_clips = option_int("synthetic", "num_clips", num_clips)
         self.height, self.width = _parse_size(size)
-        self.num_frames = int(num_frames)
+        self.num_frames = option_int("synthetic", "num_frames", num_frames)
         self.fps = float(fps)
-        self.seed = int(seed)
-        if isinstance(integer_disparity, str):
-            integer_disparity = integer_disparity.lower() in ("1", "true", "yes", "on")
-        self.integer_disparity = bool(integer_disparity)
+        self.seed = option_int("synthetic", "seed", seed)
+        self.integer_disparity = option_bool("synthetic", "integer_disparity", integer_disparity)
         self.device = device
-        if self.num_clips < 1 or self.num_frames < 1 or self.fps <= 0:
+        if self.height < 8 or self.width < 8:  # checked here too, so nothing starts before the error
+            raise StereobenchError(f"synthetic clip size must be at least 8x8 pixels, got {self.height}x{self.width}")
+        if self.num_clips < 1 or self.num_frames < 1 or not (self.fps > 0 and math.isfinite(self.fps)):
             raise StereobenchError(f"synthetic needs num_clips >= 1, num_frames >= 1 and fps > 0, got "
                                    f"num_clips={self.num_clips}, num_frames={self.num_frames}, fps={self.fps}")
         settings = dict(version=GENERATOR_VERSION, num_clips=self.num_clips, height=self.height, width=self.width,
