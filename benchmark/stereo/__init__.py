@@ -6,7 +6,8 @@ Public API (see docs/stereo.md):
 - video (re-exported from :mod:`benchmark.video_io`): :func:`read_video`, :func:`iter_video`,
   :func:`write_video`, :class:`VideoWriter`, :func:`write_frames`, :func:`read_mask`,
   :func:`write_mask`, :class:`VideoData`
-- protocols: :class:`ClipProtocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`apply_protocol`
+- protocols: :class:`ClipProtocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`apply_protocol`,
+  :func:`load_windowed_clip` (a dataset's clip, decoding only the protocol's time window where it can)
 - disparity: :func:`disparity_from_inverse_depth`, :func:`disparity_from_metric_depth`,
   :func:`disparity_from_disparity`
 - warps: :func:`forward_warp` (the shared warp), :data:`WARPS` / :func:`get_warp` (``shared``,
@@ -45,6 +46,7 @@ _LAZY = {
     "write_video": "benchmark.video_io", "VideoWriter": "benchmark.video_io", "write_frames": "benchmark.video_io",
     "read_mask": "benchmark.video_io", "write_mask": "benchmark.video_io",
     "ClipProtocol": "protocol", "PROTOCOLS": "protocol", "get_protocol": "protocol", "apply_protocol": "protocol",
+    "load_windowed_clip": "protocol", "resize_flags": "protocol",
     "disparity_from_inverse_depth": "disparity", "disparity_from_metric_depth": "disparity",
     "disparity_from_disparity": "disparity",
     "forward_warp": "warp", "close_hole_mask": "warp", "dilate_mask": "warp", "erode_mask": "warp",
