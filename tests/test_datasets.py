@@ -373,3 +373,20 @@ def test_whole_number_and_boolean_options_accept_their_spellings():
     for bad in (2.5, "2.5", "x", None, True, float("nan"), float("inf")):
         with pytest.raises(StereobenchError, match="whole number"):
             option_int("d", "n", bad)
+
+
+@pytest.mark.parametrize("content, contains", [
+    (np.array([["a", "b"]] * 2), "dtype"),
+    (np.zeros((2, 8, 8), np.complex64), "dtype"),
+    (b"", "cannot read"),
+    (b"\x93NUMPY garbage", "cannot read"),
+])
+def test_folder_disparity_of_the_wrong_kind_is_refused(tmp_path, content, contains):
+    _write_frames(tmp_path / "a_left", torch.rand(2, 3, 8, 8))
+    if isinstance(content, bytes):
+        (tmp_path / "a_disparity.npy").write_bytes(content)
+    else:
+        np.save(tmp_path / "a_disparity.npy", content)
+    with pytest.raises(StereobenchError, match=contains) as info:
+        get_dataset("folder", root=str(tmp_path)).load_clip("a")
+    assert "a_disparity.npy" in str(info.value) and "\n" not in str(info.value)

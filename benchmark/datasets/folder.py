@@ -145,9 +145,12 @@ class FolderDataset:
             try:
                 # Memory-mapped: a windowed read touches only the frames it uses.
                 array = np.load(files["disparity"], mmap_mode="r" if window is not None else None)
-            except (OSError, ValueError) as exc:
-                raise StereobenchError(f"cannot read {files['disparity']} ({exc}); save a float array with "
-                                       f"numpy.save") from None
+            except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or cut-off file
+                raise StereobenchError(f"cannot read {files['disparity']} ({type(exc).__name__}: {exc}); save a "
+                                       f"float array with numpy.save") from None
+            if array.dtype.kind not in "biuf":  # strings, complex, datetimes... would cast silently or fail late
+                raise StereobenchError(f"{files['disparity'].name} has dtype {array.dtype}; disparity must be a "
+                                       f"real number array (float32, pixels), saved with numpy.save")
             if array.ndim == 3:
                 array = array[:, None]
             t, _, h, w = left.frames.shape
