@@ -4,7 +4,7 @@ An adapter is small: declarative :class:`MethodMeta` next to the code, a strict 
 model, ``load(device, dtype)`` and ``refine(StereoInput) -> Tensor[T, 3, H, W]``. Chunking,
 tiling, a method's own warp in ``native`` mode and weight handling live inside the adapter's own
 module. The torch-free records (:class:`MethodMeta`, :class:`MethodOptions`,
-:class:`MethodEntry`) live in :mod:`methods.meta`; the weight records in :mod:`benchmark.weights`.
+:class:`MethodSpec`) live in :mod:`methods.meta`; the weight records in :mod:`benchmark.weights`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 
 from benchmark.stereo.input import StereoInput
 from benchmark.weights import WeightSpec, WeightsStatus, env_path  # noqa: F401  moved; shim removed at integration
-from methods.meta import MethodEntry, MethodMeta, MethodOptions, validate_options
+from methods.meta import MethodSpec, MethodMeta, MethodOptions, validate_options
 
-__all__ = ["Method", "MethodEntry", "MethodMeta", "MethodOptions", "WeightSpec", "WeightsStatus", "env_path"]
+__all__ = ["Method", "MethodSpec", "MethodMeta", "MethodOptions", "WeightSpec", "WeightsStatus", "env_path"]
 
 
 class Method(ABC):

@@ -4,11 +4,12 @@
 - :class:`MethodOptions`: base of every method's options model (strict pydantic: an unknown key
   or a wrongly typed value is an error, never silently ignored); :func:`validate_options` turns
   a violation into one :class:`~benchmark.errors.StereobenchError` line with did-you-mean.
-- :class:`MethodEntry`: a registry entry as data (mteb's ``ModelMeta`` with ``loader`` +
+- :class:`MethodSpec`: a registry entry as data (mteb's ``ModelMeta`` with ``loader`` +
   ``loader_kwargs``): metadata, the adapter class that runs it, the option defaults that make
   this variant, and the CLI sub-commands the method's package adds. A variant (M2SVid without
   full attention, StereoCrafter at 8 steps) is another entry over the same adapter class, not a
-  copied subclass.
+  copied subclass. (Not called ``MethodEntry``: that is a run config's method line in
+  :mod:`benchmark.config`.)
 
 Everything here is plain data so that ``METHODS.meta(name)`` and ``stereobench --help`` never
 import torch or a model library.
@@ -126,7 +127,7 @@ _BOUND: dict[tuple[MethodMeta, str, str], type] = {}
 
 
 @dataclass(frozen=True)
-class MethodEntry:
+class MethodSpec:
     """A method as data: metadata + the adapter that runs it + the option defaults of this variant.
 
     Attributes:
@@ -152,10 +153,10 @@ class MethodEntry:
         return self.meta.name
 
     def variant(self, loader_kwargs: Mapping[str, Any] | None = None, cli_hooks: tuple[CliHook, ...] = (),
-                **meta_changes: Any) -> MethodEntry:
+                **meta_changes: Any) -> MethodSpec:
         """Another entry over the same loader: ``meta`` with ``meta_changes``, the given option
         defaults (merged over this entry's) and its own CLI hooks (none by default)."""
-        return MethodEntry(meta=replace(self.meta, **meta_changes), loader=self.loader,
+        return MethodSpec(meta=replace(self.meta, **meta_changes), loader=self.loader,
                            loader_kwargs={**self.loader_kwargs, **(loader_kwargs or {})}, cli_hooks=cli_hooks)
 
     def adapter_class(self) -> type:
@@ -182,7 +183,7 @@ class MethodEntry:
         else:
             bound = type(cls.__name__, (cls,), {
                 "meta": self.meta, "defaults": MappingProxyType({**getattr(cls, "defaults", {}), **self.loader_kwargs}),
-                "entry": self, "__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}[{self.meta.name}]",
+                "spec": self, "__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}[{self.meta.name}]",
                 "__doc__": f"{self.meta.display_name}: {cls.__name__} with defaults {dict(self.loader_kwargs)}.",
             })
         _BOUND[key] = bound

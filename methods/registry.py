@@ -1,13 +1,13 @@
-"""Lazy registry of methods: name -> "module:attr" of an adapter class or a :class:`MethodEntry`.
+"""Lazy registry of methods: name -> "module:attr" of an adapter class or a :class:`MethodSpec`.
 
 An entry is either a :class:`~methods.base.Method` subclass (its ``meta`` on the class, e.g. the
-baselines) or a :class:`~methods.meta.MethodEntry` record: metadata + loader + loader_kwargs +
+baselines) or a :class:`~methods.meta.MethodSpec` record: metadata + loader + loader_kwargs +
 CLI hooks, which is how variants are declared (``m2svid-no-full-attention`` is the M2SVid adapter
 with ``full_attention=False`` and its own weights). Either way::
 
     METHODS[name](seed=S, **options)   # an adapter; unknown options are a one-line error
     METHODS.meta(name)                 # its MethodMeta (records: without importing torch)
-    METHODS.entry(name)                # its MethodEntry (variants: loader_kwargs, cli_hooks)
+    METHODS.spec(name)                 # its MethodSpec (variants: loader_kwargs, cli_hooks)
 
 Third-party packages add methods through the ``stereobench.methods`` entry-point group in their
 own pyproject.toml, without editing the suite::
@@ -21,34 +21,34 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark.registry import CliHook, LazyRegistry
-from methods.meta import MethodEntry, MethodMeta
+from methods.meta import MethodSpec, MethodMeta
 
 
 class MethodRegistry(LazyRegistry):
-    """:class:`LazyRegistry` whose targets may be :class:`MethodEntry` records (variants)."""
+    """:class:`LazyRegistry` whose targets may be :class:`MethodSpec` records (variants)."""
 
-    def entry(self, name: str) -> MethodEntry:
+    def spec(self, name: str) -> MethodSpec:
         """The registry entry of ``name``; a plain adapter class is wrapped as one (no kwargs, no hooks)."""
         target = self.target(name)
-        if isinstance(target, MethodEntry):
+        if isinstance(target, MethodSpec):
             return target
         meta = getattr(target, "meta", None)
         if not isinstance(meta, MethodMeta):
             from benchmark.errors import StereobenchError
 
             raise StereobenchError(f"method {name!r} points to {self.path(name)!r}, which is neither a Method class "
-                                   f"with a MethodMeta `meta` nor a MethodEntry; fix the registration")
-        return MethodEntry(meta=meta, loader=self.path(name))
+                                   f"with a MethodMeta `meta` nor a MethodSpec; fix the registration")
+        return MethodSpec(meta=meta, loader=self.path(name))
 
     def meta(self, name: str) -> MethodMeta:
         """The metadata of ``name``: read from the record (no torch import) or the class."""
-        return self.entry(name).meta
+        return self.spec(name).meta
 
     def __getitem__(self, name: str) -> Any:
         if name in self._cache:
             return self._cache[name]
         target = self.target(name)
-        cls = target.adapter_class() if isinstance(target, MethodEntry) else target
+        cls = target.adapter_class() if isinstance(target, MethodSpec) else target
         self._cache[name] = cls
         return cls
 
@@ -63,7 +63,7 @@ class MethodRegistry(LazyRegistry):
         hooks: dict[str, CliHook] = {}
         for name in self.names():
             try:
-                entry = self.entry(name)
+                entry = self.spec(name)
             except StereobenchError:
                 continue
             for hook in entry.cli_hooks:

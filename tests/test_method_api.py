@@ -67,9 +67,9 @@ def test_registry_meta_and_entry_for_plain_classes_and_records():
     from methods.baselines import TemporalFill
 
     assert METHODS.meta("temporal-fill") is TemporalFill.meta
-    entry = METHODS.entry("temporal-fill")
+    entry = METHODS.spec("temporal-fill")
     assert entry.loader == "methods.baselines:TemporalFill" and not entry.cli_hooks and not entry.loader_kwargs
-    assert METHODS.entry("m2svid-no-full-attention").loader_kwargs == {"full_attention": False}
+    assert METHODS.spec("m2svid-no-full-attention").loader_kwargs == {"full_attention": False}
     with pytest.raises(StereobenchError, match="Did you mean 'm2svid'"):
         METHODS.meta("m2svd")
 

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from benchmark.errors import StereobenchError
-from methods.meta import MethodEntry, MethodMeta
+from methods.meta import MethodSpec, MethodMeta
 from methods.registry import METHODS
 from tests.badinput import REPO, assert_clean_error
 
@@ -156,7 +156,7 @@ def test_m2svid_variants_share_one_adapter_and_differ_as_declared():
 
 def test_meta_of_a_record_needs_no_torch():
     code = ("import sys; from methods.registry import METHODS; m = METHODS.meta('m2svid-no-full-attention'); "
-            "assert m.denoising_steps == 1; hooks = METHODS.entry('m2svid').cli_hooks; "
+            "assert m.denoising_steps == 1; hooks = METHODS.spec('m2svid').cli_hooks; "
             "assert {h.command for h in hooks} == {'weights', 'train'}; "
             "print(sorted(x for x in ('torch', 'diffusers') if x in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -201,7 +201,7 @@ def _steps_adapter():
 
 def test_a_steps_variant_is_one_record_not_a_subclass(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "Steps", _steps_adapter(), raising=False)
-    base = MethodEntry(meta=MethodMeta(name="steps-25", display_name="Steps (25)", licence="test", denoising_steps=25),
+    base = MethodSpec(meta=MethodMeta(name="steps-25", display_name="Steps (25)", licence="test", denoising_steps=25),
                        loader=f"{__name__}:Steps")
     fast = base.variant(loader_kwargs={"num_inference_steps": 8}, name="steps-8", display_name="Steps (8)",
                         denoising_steps=8)

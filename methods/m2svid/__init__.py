@@ -5,7 +5,7 @@ A diffusers re-implementation of the official model: SVD's spatio-temporal U-Net
 docs/m2svid.md.
 
 This module is the package's registry data and imports no torch: the two official variants as
-:class:`~methods.meta.MethodEntry` records over the one adapter class
+:class:`~methods.meta.MethodSpec` records over the one adapter class
 (:class:`methods.m2svid.adapter.M2SVid`), and the CLI sub-commands the package adds
 (``stereobench weights convert-m2svid``, ``stereobench train m2svid``).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmark.registry import CliHook
 from benchmark.weights import WeightSpec, weights_root
-from methods.meta import MethodEntry, MethodMeta
+from methods.meta import MethodSpec, MethodMeta
 
 PAPER = "M2SVid: End-to-End Inpainting and Refinement for Monocular-to-Stereo Video Conversion"
 CITATION = "Shvetsova, Bhat, Truong, Kuehne, Tombari. M2SVid. 2025."
@@ -42,7 +42,7 @@ def _spec(filename: str, size_gb: float, variant_dir: str, env_var: str) -> Weig
     )
 
 
-M2SVID = MethodEntry(
+M2SVID = MethodSpec(
     meta=MethodMeta(
         name="m2svid",
         display_name="M2SVid",
