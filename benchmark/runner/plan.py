@@ -132,19 +132,10 @@ class MethodSlot:
 
 
 def validate_metrics(names: list[str]) -> list[str]:
-    """The metric names, checked (did-you-mean for a typo) before any work."""
-    try:
-        from benchmark.metrics import validate_metric_names
-    except ImportError:  # older metrics package: check against its table
-        from benchmark.metrics import METRICS
+    """The metric names, checked against the metric registry (did-you-mean for a typo) before any
+    work; duplicates dropped, order kept."""
+    from benchmark.metrics import validate_metric_names
 
-        def validate_metric_names(items):
-            for item in items:
-                if item not in METRICS:
-                    raise did_you_mean(item, METRICS, "metric")
-            if not items:
-                raise StereobenchError(f"no metric given; choose one or more of: {', '.join(METRICS)}")
-            return list(dict.fromkeys(items))
     return validate_metric_names(list(names))
 
 
