@@ -11,8 +11,8 @@
   copied subclass. (Not called ``MethodEntry``: that is a run config's method line in
   :mod:`benchmark.config`.)
 
-Everything here is plain data so that ``METHODS.meta(name)`` and ``stereobench --help`` never
-import torch or a model library.
+Everything here is plain data, so that ``METHODS.meta(name)`` of a record never imports torch or
+a model library.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def options_help(model: type[MethodOptions]) -> list[str]:
 
 # Adapter classes bound to a variant, built once per entry (METHODS[name] is METHODS[name]); keyed by
 # everything that defines the binding, so two different records never share a class.
-_BOUND: dict[tuple[MethodMeta, str, str], type] = {}
+_BOUND: dict[tuple[str, str, str], type] = {}
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class MethodSpec:
         (no code of its own: ``meta`` and ``defaults`` differ, nothing else), so that
         ``type(method).meta`` names the variant wherever a result records it.
         """
-        key = (self.meta, self.loader, repr(sorted(self.loader_kwargs.items())))
+        key = (repr(self.meta), self.loader, repr(sorted(self.loader_kwargs.items())))
         if key in _BOUND:
             return _BOUND[key]
         module_name, _, attr = self.loader.partition(":")
