@@ -245,3 +245,18 @@ def test_incomplete_warped_encoder_is_refused(tmp_path):
     with pytest.raises(StereobenchError, match=r"warped-view encoder \(conditioner.embedders.5\).*1 tensor\(s\) missing"):
         convert_checkpoint(_write(tmp_path, state), tmp_path / "x", **_tiny_configs(encoder))
     assert not (tmp_path / "x").exists()
+
+
+def test_save_pipeline_keeps_the_extra_encoders_and_their_records(tmp_path):
+    from methods.m2svid.pipeline import save_pipeline
+
+    unet, vae, encoder = _reference()
+    state = _official_state(unet, vae, encoder)
+    state["conditioner.embedders.5.encoder.quant_conv.bias"] = state["conditioner.embedders.5.encoder.quant_conv.bias"] + 0.3
+    out = convert_checkpoint(_write(tmp_path, state), tmp_path / "converted", dtype=torch.float32, **_tiny_configs(encoder))
+    pipe = load_pipeline(out)
+    save_pipeline(pipe, tmp_path / "resaved", manifest={"source_file": "trained"})
+    again = load_pipeline(tmp_path / "resaved")
+    assert again.manifest["warped_encoder_equals_left_encoder"] is False and again.manifest["source_file"] == "trained"
+    assert again.warped_encoder is not None
+    assert torch.equal(again.warped_encoder.quant_conv.bias, pipe.warped_encoder.quant_conv.bias)

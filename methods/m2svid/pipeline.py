@@ -29,6 +29,7 @@ The CLIP preprocessing, VAE batches and EDM scalings are the shared ones of :mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -322,7 +323,25 @@ def save_pipeline_folder(folder, unet, vae, image_encoder, manifest: dict | None
     atomic_write_json(folder / MANIFEST, data, indent=2)
 
 
-def resolve_weights_folder(source) -> "Path":
+#: Manifest records a re-saved pipeline keeps (they describe the encoders it carries).
+CARRIED_RECORDS = ("warped_encoder_equals_left_encoder", "first_stage_encoder_equals_conditioner_encoder",
+                   "quant_conv_is_identity", "training_target", "full_attention")
+
+
+def save_pipeline(pipe: M2SVidPipeline, folder, manifest: dict | None = None) -> None:
+    """Save every module of ``pipe`` (the extra encoders included) as a diffusers-format folder.
+
+    The encoder records of ``pipe.manifest`` (:data:`CARRIED_RECORDS`) are kept, so a model
+    trained from a converted folder still knows its warped-view and training-target encoders;
+    ``manifest`` entries override them.
+    """
+    carried = {k: pipe.manifest[k] for k in CARRIED_RECORDS if k in pipe.manifest}
+    save_pipeline_folder(folder, pipe.unet, pipe.vae, pipe.image_encoder, manifest={**carried, **(manifest or {})},
+                         image_mean=pipe.image_mean, image_std=pipe.image_std, warped_encoder=pipe.warped_encoder,
+                         target_encoder=pipe.target_encoder)
+
+
+def resolve_weights_folder(source) -> Path:
     """A local folder for ``source``: an existing path, or a hub id found in the HF cache only."""
     from methods._svd.folders import resolve_folder
 
