@@ -257,3 +257,26 @@ def test_cond_aug_is_rounded_to_half_precision_under_fp16_as_officially(dtype, e
         pipe.refine_window(frames, frames, torch.zeros(2, 1, 16, 16), ones, fps=5.0)
     assert seen["ids"].dtype == dtype and float(seen["ids"][0, 2]) == float(torch.tensor(expected, dtype=dtype))
     assert torch.equal(seen["left"], torch.full_like(frames, expected))  # noise strength = the same value
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"chunk_frames": 0}, "chunk_frames must be in 1..25"),
+    ({"chunk_frames": 26}, "chunk_frames must be in 1..25"),
+    ({"chunk_frames": 4, "temporal_overlap": 4}, "temporal_overlap must be in"),
+    ({"temporal_overlap": -1}, "temporal_overlap must be in"),
+    ({"tile_size": 0}, "tile_size >= 1"),
+    ({"tile_size": 128, "tile_overlap": 128}, "tile_overlap < tile_size"),
+    ({"encode_chunk_size": 0}, "encode_chunk_size must be >= 1"),
+    ({"decode_chunk_size": 0}, "decode_chunk_size must be None"),
+])
+def test_inference_options_no_window_plan_can_honour_are_refused_on_construction(options, match):
+    with pytest.raises(StereobenchError, match=match):
+        InferenceOptions(**options)
+
+
+def test_tile_overlap_that_rounds_to_the_tile_is_a_clear_error():
+    # The tiny model's size multiple is 4: tile 6 -> 4 px, overlap 5 -> 4 px, no room to step.
+    pipe = M2SVidPipeline(*tiny_components(seed=0), options=InferenceOptions(tile_size=6, tile_overlap=5))
+    inp, _ = make_layered_scene(2, 16, 16, foreground_disparity=4, velocity=-2)
+    with pytest.raises(StereobenchError, match="rounds to 4 px"):
+        pipe(inp.left, inp.warped, inp.mask, fps=5.0)
