@@ -208,15 +208,7 @@ def _garbage_video(folder: Path) -> Path:
     return folder
 
 
-# These three end in a numpy traceback or a silent cast inside FolderDataset.load_clip
-# (benchmark/datasets/folder.py, another owner): it must catch EOFError from np.load and refuse
-# dtypes whose kind is not in "biuf". strict: the marker must go once that lands.
-_FOLDER_FIX = pytest.mark.xfail(strict=True, reason="needs the dtype/EOFError checks in benchmark/datasets/folder.py")
-_NEEDS_FOLDER_FIX = {"disparity of strings", "disparity complex", "disparity empty file"}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_FOLDER_FIX) if c in _NEEDS_FOLDER_FIX else c
-                                  for c in FOLDER_CASES])
+@pytest.mark.parametrize("case", list(FOLDER_CASES))
 def test_prepare_bad_folder_datasets(case, base_video, capsys, tmp_path):
     build, contains = FOLDER_CASES[case]
     root = build(_mkdir(tmp_path / "data"), base_video)

@@ -38,7 +38,7 @@ class _Loader:
 
 def test_build_applies_closing_and_zeroes_holes():
     clip = apply_protocol(_clip(), PROTOCOL)
-    inp = build_stereo_input(clip, PROTOCOL)
+    inp = build_stereo_input(clip, RECIPE)
     warped, raw_hole = forward_warp(clip.left, clip.disparity)
     assert torch.equal(inp.mask, close_hole_mask(raw_hole, PROTOCOL.hole_mask_closing))
     assert (inp.mask >= raw_hole).all() and inp.mask.sum() >= raw_hole.sum()
@@ -117,14 +117,14 @@ def test_bad_inputs_are_one_line_errors():
     clip = apply_protocol(_clip(), PROTOCOL)
     short = Clip(clip.clip_id, clip.left, clip.fps, disparity=clip.disparity[:2])
     with pytest.raises(StereobenchError, match="frames"):
-        build_stereo_input(short, PROTOCOL)
+        build_stereo_input(short, RECIPE)
     wrong = Clip(clip.clip_id, clip.left, clip.fps, disparity=clip.disparity[..., :-1])
     with pytest.raises(StereobenchError, match="resize"):
-        build_stereo_input(wrong, PROTOCOL)
+        build_stereo_input(wrong, RECIPE)
     with pytest.raises(StereobenchError, match="no disparity"):
-        build_stereo_input(Clip(clip.clip_id, clip.left, clip.fps), PROTOCOL)
+        build_stereo_input(Clip(clip.clip_id, clip.left, clip.fps), RECIPE)
     with pytest.raises(StereobenchError, match="Did you mean"):
-        build_stereo_input(clip, PROTOCOL, warp="m2sivd")
+        build_stereo_input(clip, replace(RECIPE, warp="m2sivd"))
 
 
 _BUILDER = """
@@ -333,3 +333,20 @@ def test_cache_root_that_is_a_file_is_refused_before_work(tmp_path):
         StereoInputCache(root).ensure_writable()
     StereoInputCache(tmp_path / "fine").ensure_writable()
     assert not list((tmp_path / "fine").iterdir())  # the probe is removed
+
+
+def test_filled_disparity_record_survives_the_cache(tmp_path):
+    # Middlebury fills invalid disparity from the background; the input must keep saying which
+    # pixels were filled (a cache hit included), so scoring can treat them as estimates.
+    clip = _clip()
+    filled = torch.zeros_like(clip.disparity, dtype=torch.bool)
+    filled[..., 5:9, 10:20] = True
+    clip = replace(clip, disparity_filled=filled)
+    cache = StereoInputCache(tmp_path)
+    built, _ = cache.get_or_build(RECIPE, _Loader(clip))
+    hit, _ = cache.get_or_build(RECIPE, _Loader(clip))
+    assert cache.hits == 1 and built.disparity_filled is not None
+    assert torch.equal(built.disparity_filled, hit.disparity_filled)
+    assert int(hit.disparity_filled.sum()) > 0
+    assert torch.isnan(hit.measured_disparity[hit.disparity_filled]).all()
+    assert torch.equal(hit.measured_disparity[~hit.disparity_filled], hit.disparity[~hit.disparity_filled])

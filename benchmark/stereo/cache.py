@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import StereobenchError
-from benchmark.stereo.protocol import ClipProtocol, apply_protocol, get_protocol
+from benchmark.stereo.protocol import apply_protocol, load_windowed_clip
 from benchmark.stereo.recipe import STAGE_VERSION, InputRecipe
 from benchmark.stereo.warp import close_hole_mask
 from benchmark.types import Clip, StereoInput
@@ -138,23 +138,14 @@ def _depth_disparity(clip: Clip, recipe: InputRecipe) -> torch.Tensor | None:
     raise StereobenchError(f"depth source {recipe.depth!r} is not available yet; use depth 'gt'")
 
 
-def _legacy_recipe(clip_id: str, protocol: ClipProtocol | str, warp: str) -> InputRecipe:
-    # Old call form build_stereo_input(clip, protocol, warp) (M2SVid training); shim removed at integration.
-    dataset, _, name = clip_id.partition("/")
-    return InputRecipe(dataset=dataset or "unknown", dataset_revision="", clip=name or clip_id,
-                       protocol=get_protocol(protocol), warp=warp)
-
-
-def build_stereo_input(clip: Clip, recipe: InputRecipe | ClipProtocol | str, warp: str | None = None) -> StereoInput:
+def build_stereo_input(clip: Clip, recipe: InputRecipe) -> StereoInput:
     """Warp a protocol-processed clip into the :class:`StereoInput` every method consumes.
 
     Args:
         clip: clip after :func:`apply_protocol` (the recipe's protocol), with disparity when the
             recipe's depth source is ``gt``.
         recipe: the input recipe (its protocol's ``hole_mask_closing`` is applied here, its
-            ``params()`` become the input's params). The old form, a protocol plus ``warp``, is
-            accepted until integration.
-        warp: only with the old form: ``"shared"`` or a native warp name.
+            ``params()`` become the input's params).
 
     Returns:
         StereoInput: left and warped float32 (T, 3, H, W) in [0, 1] (warped 0 under the mask),
@@ -166,8 +157,6 @@ def build_stereo_input(clip: Clip, recipe: InputRecipe | ClipProtocol | str, war
     """
     from benchmark.stereo import get_warp
 
-    if not isinstance(recipe, InputRecipe):
-        recipe = _legacy_recipe(clip.clip_id, recipe, warp or "shared")
     warp_fn = get_warp(recipe.warp)  # an unknown name fails before any work
     disparity = _depth_disparity(clip, recipe)
     if disparity is not clip.disparity:
@@ -178,8 +167,9 @@ def build_stereo_input(clip: Clip, recipe: InputRecipe | ClipProtocol | str, war
     warped, hole = warp_fn(left, disparity)
     mask = close_hole_mask(hole, recipe.hole_mask_closing)
     warped = warped.to(torch.float32).masked_fill(mask, 0.0).clamp_(0.0, 1.0)
+    filled = clip.disparity_filled.bool().contiguous() if clip.disparity_filled is not None else None
     inp = StereoInput(left=left, warped=warped.contiguous(), mask=mask.contiguous(), disparity=disparity,
-                      clip_id=clip.clip_id, fps=float(clip.fps), params=recipe.params())
+                      clip_id=clip.clip_id, fps=float(clip.fps), params=recipe.params(), disparity_filled=filled)
     inp.validate()
     return inp
 
@@ -357,7 +347,7 @@ class StereoInputCache:
             tensors = load_file(str(tensors_path))
             inp = StereoInput(left=tensors["left"], warped=tensors["warped"], mask=tensors["mask"],
                               disparity=tensors["disparity"], clip_id=meta["clip_id"], fps=float(meta["fps"]),
-                              params=meta["params"])
+                              params=meta["params"], disparity_filled=tensors.get("disparity_filled"))
             inp.validate()
             gt_right = tensors.get("gt_right")
             if gt_right is not None and gt_right.shape != inp.left.shape:
@@ -389,6 +379,8 @@ class StereoInputCache:
             tmp = entry.parent / f".{key}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             tensors = {"left": inp.left, "warped": inp.warped, "mask": inp.mask, "disparity": inp.disparity}
+            if inp.disparity_filled is not None:
+                tensors["disparity_filled"] = inp.disparity_filled
             if gt_right is not None:
                 tensors["gt_right"] = gt_right.to(torch.float32)
             tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -429,8 +421,8 @@ class StereoInputCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return entry
 
-    def get_or_build(self, recipe: InputRecipe, clip_loader: Callable[[], Clip], *legacy: Any,
-                     **legacy_kw: Any) -> tuple[StereoInput, torch.Tensor | None]:
+    def get_or_build(self, recipe: InputRecipe,
+                     clip_loader: Callable[[], Clip]) -> tuple[StereoInput, torch.Tensor | None]:
         """The cached StereoInput and ground-truth right view for a recipe, building them if needed.
 
         Args:
@@ -446,10 +438,6 @@ class StereoInputCache:
             StereobenchError: a bad clip (see :func:`build_stereo_input`); CacheWriteError when the
             entry cannot be stored.
         """
-        if not isinstance(recipe, InputRecipe):
-            # Old form get_or_build(clip_loader, identity, protocol, warp="shared") of the runner;
-            # shim removed at integration.
-            recipe, clip_loader = _legacy_get_or_build_args(recipe, clip_loader, *legacy, **legacy_kw), recipe
         from benchmark.stereo import get_warp
 
         get_warp(recipe.warp)  # unknown names fail before any work
@@ -462,13 +450,6 @@ class StereoInputCache:
         self.store(key, inp, gt_right)
         self.builds += 1
         return inp, gt_right
-
-
-def _legacy_get_or_build_args(clip_loader: Any, identity: dict[str, Any], protocol: ClipProtocol | str,
-                              warp: str = "shared", extra_params: dict[str, Any] | None = None) -> InputRecipe:
-    # Shim removed at integration: the runner's old call keyed on the user's dataset spelling.
-    return InputRecipe(dataset=str(identity.get("dataset")), dataset_revision=str(identity.get("revision") or ""),
-                       clip=str(identity.get("clip")), protocol=get_protocol(protocol), warp=warp)
 
 
 def load_input(dataset: Any, recipe: InputRecipe,
@@ -498,7 +479,8 @@ def load_input(dataset: Any, recipe: InputRecipe,
             f"{spec.name!r} (revision {spec.revision!r}); make the recipe from this dataset with make_recipe")
 
     def load_clip() -> Clip:
-        return dataset.load_clip(recipe.clip)
+        # Only the protocol's time window is decoded where the dataset supports it (folder).
+        return load_windowed_clip(dataset, recipe.clip, recipe.protocol)
 
     if cache is None:
         return build_input(recipe, load_clip())

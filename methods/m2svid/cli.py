@@ -199,7 +199,7 @@ def check_train_arguments(args: argparse.Namespace) -> dict:
 
 def _run_train(args: argparse.Namespace) -> int:
     dataset_options = check_train_arguments(args)
-    from methods.m2svid.pipeline import save_pipeline_folder
+    from methods.m2svid.pipeline import save_pipeline
     from methods.m2svid.train import TrainConfig, train
 
     config = TrainConfig(
@@ -213,9 +213,9 @@ def _run_train(args: argparse.Namespace) -> int:
     result = train(config)
     pipe = result["pipeline"]
     final = Path(args.output) / "final"
-    save_pipeline_folder(final, pipe.unet, pipe.vae, pipe.image_encoder,
-                         manifest={"source_file": f"trained by stereobench ({result['step']} steps)",
-                                   "full_attention": not args.no_full_attention})
+    # save_pipeline keeps a converted model's extra encoders (warped view, training target) and records.
+    save_pipeline(pipe, final, manifest={"source_file": f"trained by stereobench ({result['step']} steps)",
+                                         "full_attention": not args.no_full_attention})
     print(f"trained {result['step']} steps; model folder: {final} (load with M2SVid(weights='{final}'))")
     return 0
 

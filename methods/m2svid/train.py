@@ -17,7 +17,7 @@ augmentation cond_aug = exp(-3 + 0.5 N(0,1)) as both the time id and the noise s
 
 Data: any dataset the suite loads with ground-truth right views and disparity
 (``benchmark.datasets.get_dataset``), through the shared protocol and warp
-(``benchmark.stereo.protocol.apply_protocol`` + ``benchmark.stereo.cache.build_stereo_input``;
+(``benchmark.stereo.recipe.make_recipe`` + ``benchmark.stereo.cache.load_input``;
 default protocol ``native``: every frame at the native rate and size, 11x11 mask closing, warped
 pixels zeroed under the closed mask). :class:`ScheduledClips` then draws training samples the
 way the official data loader does (``m2svid/data/datasets.py``, ``configs/training/m2svid_train.yaml``):
@@ -223,20 +223,24 @@ class ScheduledClips(torch.utils.data.Dataset):
 
 
 def load_training_samples(config: TrainConfig) -> list[TrainSample]:
-    """Clips of ``config.dataset`` through the shared protocol and warp (ground truth required)."""
+    """Clips of ``config.dataset`` through the one input recipe (shared protocol and warp, the
+    same inputs ``run`` and ``prepare`` build); clips without disparity or ground truth are skipped."""
     from benchmark.datasets import get_dataset
-    from benchmark.stereo.cache import build_stereo_input
-    from benchmark.stereo.protocol import apply_protocol
+    from benchmark.stereo.cache import MissingDepthError, load_input
+    from benchmark.stereo.recipe import make_recipe
 
     dataset = get_dataset(config.dataset, **config.dataset_options)
     names = list(dataset.clip_names())[: config.max_clips]
     samples = []
     for name in tqdm(names, desc="loading training clips", disable=len(names) < 4):
-        clip = apply_protocol(dataset.load_clip(name), config.protocol)
-        if clip.right is None or clip.disparity is None:
+        recipe = make_recipe(dataset, name, config.protocol)
+        try:
+            inp, gt_right = load_input(dataset, recipe, cache=None)
+        except MissingDepthError:
             continue
-        inp = build_stereo_input(clip, config.protocol)
-        samples.append(TrainSample(inp.left, inp.warped, inp.mask, clip.right.float(), clip.fps))
+        if gt_right is None:
+            continue
+        samples.append(TrainSample(inp.left, inp.warped, inp.mask, gt_right, inp.fps))
     return samples
 
 
