@@ -93,3 +93,14 @@ def test_score_stereo_consistency_from_files(clip, capsys):
                  "--disparity", str(root / "disp.npy"), "--metrics", "stereo_consistency"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["metrics"]["stereo_consistency"]["full"]["paper"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_score_max_frames_and_scoring_protocol_alias(clip, capsys):
+    root, pred, gt, mask = clip
+    assert main(["score", str(root / "pred"), str(root / "gt"), "--mask", str(root / "mask"), "--metrics", "psnr",
+                 "--max-frames", "2", "--scoring-protocol", "strict", "--batch-size", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 2 and result["protocols"] == ["strict"]
+    sel = mask[:2].expand(-1, 3, -1, -1)
+    inside = peak_signal_noise_ratio(gt[:2][sel].numpy(), pred[:2][sel].numpy(), data_range=1.0)
+    assert result["metrics"]["psnr"]["inside"]["strict"] == pytest.approx(inside, abs=1e-4)
