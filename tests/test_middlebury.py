@@ -119,7 +119,7 @@ needs_native = pytest.mark.skipif(not _native_warps_available(), reason="native 
 
 @pytest.fixture(scope="module")
 def quality_quick():
-    from benchmark.datasets.middlebury import warp_quality
+    from benchmark.warp_quality import middlebury_warp_quality as warp_quality
 
     return {row["warp"]: row for row in warp_quality("pan-right", "quick")}
 
@@ -144,7 +144,7 @@ def test_shared_warp_beats_m2svid_and_svg_warps(quality_quick):
 def test_shared_warp_at_least_as_good_as_native_warps(protocol, quality_quick):
     """On the real pair the shared warp predicts the real right view at least as well as every
     method's own warp, on the same pixels (valid GT disparity, no warp marks them as hole)."""
-    from benchmark.datasets.middlebury import warp_quality
+    from benchmark.warp_quality import middlebury_warp_quality as warp_quality
 
     rows = quality_quick if protocol == "quick" else {r["warp"]: r for r in warp_quality("pan-right", protocol)}
     assert rows["shared"]["psnr_common"] >= max(rows[n]["psnr_common"] for n in NATIVE), rows
@@ -158,7 +158,7 @@ def test_shared_warp_at_least_as_good_as_native_warps(protocol, quality_quick):
 @needs_native
 @pytest.mark.parametrize("protocol", ["quick", pytest.param("paper", marks=pytest.mark.slow)])
 def test_shared_warp_at_least_as_good_on_each_warps_own_pixels(protocol, quality_quick):
-    from benchmark.datasets.middlebury import warp_quality
+    from benchmark.warp_quality import middlebury_warp_quality as warp_quality
 
     rows = quality_quick if protocol == "quick" else {r["warp"]: r for r in warp_quality("pan-right", protocol)}
     assert rows["shared"]["psnr_own"] >= max(rows[n]["psnr_own"] for n in NATIVE), rows

@@ -359,7 +359,7 @@ def test_shared_warp_same_on_gpu():
 @pytest.fixture(scope="module")
 def synthetic_quality():
     from benchmark.datasets import get_dataset
-    from benchmark.stereo.warp_quality import compare_warps
+    from benchmark.warp_quality import compare_warps
 
     tables = {}
     for integer in (True, False):

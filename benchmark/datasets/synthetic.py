@@ -381,25 +381,3 @@ class SyntheticDataset:
                           layer_disparities=[layer.disparity for layer in params.layers],
                           layer_kinds=[layer.kind for layer in params.layers]),
         )
-
-
-def main() -> None:  # pragma: no cover - the command that makes the docs figures
-    """``python -m benchmark.datasets.synthetic [num_clips] [size] [num_frames] [integer_disparity]``:
-    print the warp-quality table on exact right views (defaults 4 512 16, both disparity kinds)."""
-    import sys
-
-    from benchmark.stereo.warp_quality import compare_warps, format_table
-
-    torch.set_num_threads(2)
-    num_clips, size, num_frames = (int(a) for a in (sys.argv[1:4] + ["4", "512", "16"][len(sys.argv[1:4]):]))
-    modes = [sys.argv[4].lower() in ("1", "true", "yes")] if len(sys.argv) > 4 else [False, True]
-    for integer in modes:
-        dataset = SyntheticDataset(num_clips=num_clips, size=size, num_frames=num_frames, integer_disparity=integer)
-        rows = compare_warps(dataset.load_clip(name) for name in dataset.clip_names())
-        print(f"synthetic: {num_clips} clips x {num_frames} x {size} x {size}, integer_disparity={integer}, "
-              f"GT disparity, PSNR vs the exact right view")
-        print(format_table(rows))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -2,9 +2,10 @@
 or exact ground-truth right view (the one implementation: the Middlebury tables and the
 synthetic tables both come from :func:`compare_warps`).
 
-Commands that print the docs' tables live with the datasets (this package never imports them):
-``python -m benchmark.datasets.middlebury [clip] [protocol]`` (real pair) and
-``python -m benchmark.datasets.synthetic [num_clips] [size] [num_frames] [integer_disparity]``.
+It sits above the stereo stage, the datasets and the metrics (it uses all three), so none of them
+imports it. The commands that print the docs' tables:
+``python -m benchmark.warp_quality middlebury [clip] [protocol] [fill_disparity]`` (real pair) and
+``python -m benchmark.warp_quality synthetic [num_clips] [size] [num_frames] [integer_disparity]``.
 """
 
 from __future__ import annotations
@@ -94,3 +95,56 @@ def format_table(rows: list[dict]) -> str:
               f"| {r['seconds']:.2f} |" for r in rows]
     lines.append(f"common region: {rows[0]['common_fraction']:.3f} of all pixels")
     return "\n".join(lines)
+
+
+def middlebury_warp_quality(clip_name: str = "pan-right", protocol: str = "paper", warps=WARP_NAMES,
+                            count_filled: bool = False, **options) -> list[dict]:
+    """PSNR of each warp's right view against the REAL right view of a Middlebury clip.
+
+    The clip (dataset ``options``, e.g. ``fill_disparity=False``) goes through ``protocol``
+    (default: the paper's, 16 x 512 x 512); each warp then forward-warps the left view with the
+    ground-truth disparity, and :func:`compare_warps` scores it (regions ``own`` and ``common``
+    over pixels with measured disparity; filled pixels too with ``count_filled``).
+
+    Returns one dict per warp, as :func:`compare_warps`.
+    """
+    from benchmark.datasets.middlebury import MiddleburyMotorcycle
+    from benchmark.stereo.protocol import apply_protocol, get_protocol
+
+    clip = apply_protocol(MiddleburyMotorcycle(**options).load_clip(clip_name), get_protocol(protocol))
+    return compare_warps([clip], warps, count_filled=count_filled)
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the commands that make the docs figures
+    """``python -m benchmark.warp_quality middlebury [clip] [protocol] [fill_disparity]`` or
+    ``python -m benchmark.warp_quality synthetic [num_clips] [size] [num_frames] [integer_disparity]``."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(2)
+    which = args.pop(0) if args else "middlebury"
+    if which == "middlebury":
+        clip_name = args[0] if len(args) > 0 else "pan-right"
+        protocol = args[1] if len(args) > 1 else "paper"
+        fill = args[2] if len(args) > 2 else True
+        rows = middlebury_warp_quality(clip_name, protocol, fill_disparity=fill)
+        print(f"middlebury-motorcycle/{clip_name}, protocol {protocol}, fill_disparity={fill}, GT disparity, "
+              f"PSNR vs the real right view")
+        print(format_table(rows))
+        return
+    if which != "synthetic":
+        raise SystemExit(f"error: unknown table {which!r}; use middlebury or synthetic")
+    from benchmark.datasets.synthetic import SyntheticDataset
+
+    num_clips, size, num_frames = (int(a) for a in (args[0:3] + ["4", "512", "16"][len(args[0:3]):]))
+    modes = [args[3].lower() in ("1", "true", "yes")] if len(args) > 3 else [False, True]
+    for integer in modes:
+        dataset = SyntheticDataset(num_clips=num_clips, size=size, num_frames=num_frames, integer_disparity=integer)
+        rows = compare_warps(dataset.load_clip(name) for name in dataset.clip_names())
+        print(f"synthetic: {num_clips} clips x {num_frames} x {size} x {size}, integer_disparity={integer}, "
+              f"GT disparity, PSNR vs the exact right view")
+        print(format_table(rows))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
