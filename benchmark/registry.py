@@ -48,6 +48,14 @@ class LazyRegistry(Mapping[str, Any]):
         self._paths[name] = path
         self._cache.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a run-time registration, e.g. a test's); unknown names are an error."""
+        self._load_plugins()
+        if name not in self._paths:
+            raise did_you_mean(name, self._paths, self.kind)
+        del self._paths[name]
+        self._cache.pop(name, None)
+
     def names(self) -> list[str]:
         self._load_plugins()
         return sorted(self._paths)

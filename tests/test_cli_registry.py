@@ -13,6 +13,12 @@ def test_registry_resolves_lazily_and_suggests():
     with pytest.raises(StereobenchError, match="cannot be imported"):
         reg["broken"]
     assert "sqrt" in reg and sorted(reg) == ["broken", "sqrt"]
+    reg.register("floor", "math:floor")
+    assert reg["floor"](2.5) == 2
+    reg.unregister("floor")
+    assert "floor" not in reg and sorted(reg) == ["broken", "sqrt"]
+    with pytest.raises(StereobenchError, match="Did you mean 'sqrt'"):
+        reg.unregister("sqrtt")
 
 
 def test_cli_help_lists_commands(capsys):

@@ -356,14 +356,15 @@ class NeedsLeft(ToyMAE):
 
 
 @pytest.fixture
-def toy_registry(monkeypatch):
+def toy_registry():
     # The real registry, restored afterwards; registering is the only step a new metric needs.
-    monkeypatch.setattr(METRICS, "_paths", dict(METRICS._paths))
-    monkeypatch.setattr(METRICS, "_cache", dict(METRICS._cache))
     METRICS.register("toy_mae", "tests.test_metrics:ToyMAE")
     METRICS.register("toy_needs_left", "tests.test_metrics:NeedsLeft")
     ToyMAE.prepared = 0
-    return METRICS
+    yield METRICS
+    METRICS.unregister("toy_mae")
+    METRICS.unregister("toy_needs_left")
+    assert "toy_mae" not in METRICS.names()
 
 
 def test_a_new_metric_is_one_class_plus_one_registry_line(toy_registry):
