@@ -25,6 +25,7 @@ the manifest says ``failed``; the same command resumes it.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable
@@ -265,6 +266,12 @@ def _loop(plan: RunPlan, run: RunDir, resumed: bool, summary: RunSummary, progre
                 summary.pairs_done += 1
                 if outcome.error is not None:
                     summary.errors.append((slot.label, f"{dataset.name}/{state.clip}", outcome.error))
+            # Free the clip's inputs and scorer references now: objects in reference cycles (the
+            # scorer's per-clip state held ~0.9 GB of LPIPS features that way) otherwise wait for
+            # the cyclic GC, and peak RSS grew by a clip's worth per clip (3.6 -> 7.2 GB on
+            # `make benchmark`). One collection per clip costs milliseconds.
+            state = None
+            gc.collect()
     finally:
         bar.close()
         for slot in plan.slots:
