@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import StereobenchError
-from benchmark.metrics.spec import METRIC_SPECS, PROTOCOLS, REGIONS, MetricSpec
+from benchmark.metrics.spec import METRIC_SPECS, REGIONS, SCORING_PROTOCOLS, MetricSpec
 from benchmark.paper_numbers import paper_numbers, paper_setting
 from benchmark.results import NA, timing_spec, write_text_atomic
 
@@ -258,7 +258,7 @@ class Board:
         """Scoring protocol used for the overall table: ``paper`` when present (the full frame is
         the same under both protocols), else the first one with rows."""
         present = {k[3] for k in self.quality if k[2] == region}
-        for protocol in (*PROTOCOLS, *sorted(present)):
+        for protocol in (*SCORING_PROTOCOLS, *sorted(present)):
             if protocol in present:
                 return protocol
         return None
@@ -804,7 +804,7 @@ def build_leaderboard(df, out_dir: str | os.PathLike = "results/leaderboard", ti
         paper = paper_table(board)
         tables = [main] + ([paper] if paper else [])
         summary_parts += [t.markdown() for t in tables]
-        for protocol in PROTOCOLS + tuple(sorted({k[3] for k in board.quality} - set(PROTOCOLS))):
+        for protocol in SCORING_PROTOCOLS + tuple(sorted({k[3] for k in board.quality} - set(SCORING_PROTOCOLS))):
             for region in REGIONS + tuple(sorted({k[2] for k in board.quality} - set(REGIONS))):
                 table = region_table(board, protocol, region)
                 if table is not None:

@@ -170,7 +170,7 @@ def video_frame_loader(run_dirs: Mapping[str, RunDir | str | os.PathLike],
             path = run.video_path(dataset, clip, name)
             if path.is_file():
                 try:
-                    from benchmark.stereo.video_io import read_video
+                    from benchmark.video_io import read_video
 
                     frames = read_video(path).frames
                 except Exception:  # noqa: BLE001 - a broken preview must not break the leaderboard

@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmark.errors import StereobenchError
 from benchmark.results import SCHEMA_VERSION
-from benchmark.run_store import MANIFEST_FILE, RunDir
+from benchmark.run_store import RunDir
 
 MANIFEST_SCHEMA_VERSION = 1
 

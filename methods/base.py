@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.stereo.input import StereoInput
-from benchmark.weights import WeightSpec, WeightsStatus, env_path  # noqa: F401  moved; shim removed at integration
+from benchmark.types import StereoInput
+from benchmark.weights import WeightSpec, WeightsStatus, env_path  # noqa: F401  re-exported for method authors
 from methods.meta import MethodSpec, MethodMeta, MethodOptions, validate_options
 
 __all__ = ["Method", "MethodSpec", "MethodMeta", "MethodOptions", "WeightSpec", "WeightsStatus", "env_path"]

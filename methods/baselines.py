@@ -1,6 +1,6 @@
 """Classical baselines: real methods that run anywhere and set the lower bar on every leaderboard.
 
-All take the shared :class:`~benchmark.stereo.input.StereoInput` and return the right video,
+All take the shared :class:`~benchmark.types.StereoInput` and return the right video,
 float32 (T, 3, H, W) in [0, 1] on the input's device. Except ``left-copy`` they keep every pixel
 outside the hole mask exactly as the warped view (``MethodMeta.outside_mask == "warped"``) and
 only fill the holes:
@@ -32,7 +32,7 @@ import torch
 from pydantic import Field
 
 from benchmark.errors import did_you_mean
-from benchmark.stereo.input import StereoInput
+from benchmark.types import StereoInput
 from methods.base import Method, MethodMeta, MethodOptions
 
 _BASELINE_LICENCE = "Apache-2.0 (this suite)"

@@ -42,7 +42,7 @@ import pytest
 import torch
 
 from benchmark.errors import StereobenchError
-from benchmark.stereo.input import StereoInput
+from benchmark.types import StereoInput
 from benchmark.weights import WeightsStatus
 from methods.base import Method
 from methods.meta import MethodMeta

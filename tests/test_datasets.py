@@ -64,7 +64,7 @@ def test_plugin_registration_without_editing_the_suite():
 
 
 def _write_frames(folder, video):
-    from benchmark.stereo.video_io import write_frames
+    from benchmark.video_io import write_frames
     write_frames(folder, video)
 
 

@@ -271,7 +271,7 @@ def _write_runs(root, with_videos=False):
     RunManifest.start(run_dir, run_id, {"protocol": {"name": "quick", "num_frames": 8, "crop": [256, 256]}}).finish()
     ResultsWriter(run_dir).append(_rows(run_id=run_id, n_clips=3))
     if with_videos:
-        from benchmark.stereo.video_io import write_video
+        from benchmark.video_io import write_video
 
         for c in range(3):
             for name in ("left", "warped", "mask", "gt", *METHODS):

@@ -53,8 +53,8 @@ def test_weights_command_lists_every_method(capsys):
         assert name in out
 
 
-def test_moved_names_still_import_from_their_old_places():
-    # Shims until integration: methods.base re-exports the weight records and MethodMeta.
+def test_method_authors_find_every_name_in_methods_base():
+    # Method authors import everything from methods.base (README): the weight records and MethodMeta too.
     import benchmark.weights as weights
     import methods.base as base
     import methods.meta as meta

@@ -456,10 +456,3 @@ def test_validate_metric_names_rejects(names, match):
 def test_scorer_rejects_bad_settings_before_work(kwargs, match):
     with pytest.raises(StereobenchError, match=match):
         Scorer(metrics=["psnr"], **kwargs)
-
-
-def test_old_protocols_keyword_is_the_scoring_protocols():
-    pred, gt = _pair(seed=13)
-    old = score_videos(pred, gt, _holes(), metrics=["psnr"], protocols=("strict",), device="cpu")
-    new = score_videos(pred, gt, _holes(), metrics=["psnr"], scoring_protocols=("strict",), device="cpu")
-    assert old == new and {r["protocol"] for r in new} == {"strict"}

@@ -28,7 +28,7 @@ def test_prepare_builds_cache_and_previews_then_hits_the_cache(tmp_path, capsys)
 
     from PIL import Image
 
-    from benchmark.stereo.video_io import read_video
+    from benchmark.video_io import read_video
 
     for name in ("scene-000", "scene-001"):
         png = np.asarray(Image.open(preview / f"{name}.png"))

@@ -149,7 +149,7 @@ class NeedsWeights(Method):
     meta = MethodMeta(name="needs-weights", display_name="Needs weights", licence="test")
 
     def weights_status(self):
-        from methods.base import WeightsStatus
+        from benchmark.weights import WeightsStatus
 
         return WeightsStatus(present=False, location="/nowhere", how_to_get="run `get-the-weights --now`")
 
@@ -348,7 +348,7 @@ def test_same_command_after_errors_retries_only_the_failed_pairs_in_the_same_run
 
 def test_overwrite_always_replaces_the_saved_video_of_a_recomputed_pair(tmp_path, fake_methods):
     from benchmark.run_store import RunDir
-    from benchmark.stereo.video_io import read_video
+    from benchmark.video_io import read_video
 
     config = tiny_config(tmp_path, methods=["shade"], metrics=["psnr"], leaderboard=False, save_videos=True,
                          datasets=[{"name": "synthetic", "options": {"num_clips": 1, "size": 192, "num_frames": 4}}])

@@ -11,7 +11,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from benchmark.cli import main
-from benchmark.stereo.video_io import write_frames, write_mask
+from benchmark.video_io import write_frames, write_mask
 
 T, H, W = 3, 176, 176
 

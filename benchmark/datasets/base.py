@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import StereobenchError
-from benchmark.types import Clip  # noqa: F401  # moved; shim removed at integration
+from benchmark.types import Clip  # noqa: F401  (datasets make Clips; the contract lives on the ground floor)
 
 
 @dataclass(frozen=True)

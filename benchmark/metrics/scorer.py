@@ -66,8 +66,7 @@ class Scorer:
 
     ``metrics``: registered names (default all; e.g. drop ``lpips_vgg`` for quick runs).
     ``regions`` / ``scoring_protocols``: subsets of :data:`~benchmark.metrics.spec.REGIONS` /
-    :data:`~benchmark.metrics.spec.SCORING_PROTOCOLS` (``protocols=`` is the old keyword, still
-    accepted). ``device``: default CUDA when present, else CPU. ``batch_size``: frames per
+    :data:`~benchmark.metrics.spec.SCORING_PROTOCOLS`. ``device``: default CUDA when present, else CPU. ``batch_size``: frames per
     network call (>= 1). ``feature_dtype``: storage dtype of the cached ground-truth LPIPS
     features (float32 is exact; bfloat16 halves their memory, about 2 GiB per cached variant for
     VGG at 16x512x512 in float32).
@@ -75,10 +74,7 @@ class Scorer:
 
     def __init__(self, metrics: Sequence[str] | None = None, regions: Sequence[str] = REGIONS,
                  scoring_protocols: Sequence[str] = SCORING_PROTOCOLS, device: str | torch.device | None = None,
-                 batch_size: int = 8, feature_dtype: torch.dtype = torch.float32, progress: bool = False,
-                 *, protocols: Sequence[str] | None = None):
-        if protocols is not None:  # the keyword before the rename (benchmark/runner/pair.py); removed at integration
-            scoring_protocols = protocols
+                 batch_size: int = 8, feature_dtype: torch.dtype = torch.float32, progress: bool = False):
         self.metrics = validate_metric_names(metrics) if metrics is not None else metric_names()
         for region in regions:
             if region not in REGIONS:
@@ -90,7 +86,7 @@ class Scorer:
         self.scoring_protocols = list(scoring_protocols)
         try:
             self.device = torch.device(device) if device is not None else default_device()
-        except (RuntimeError, TypeError) as exc:
+        except (RuntimeError, TypeError):
             raise StereobenchError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise StereobenchError(f"device {str(device)!r} needs a CUDA GPU and none is available; use --device cpu")

@@ -81,4 +81,3 @@ region's pixels only. Not to be confused with the *clip* protocol
 (:mod:`benchmark.stereo.protocol`: frame count, crop, resolution). The results table keeps the
 column name ``protocol`` for it."""
 
-PROTOCOLS = SCORING_PROTOCOLS  # old name; benchmark/leaderboard.py imports it. Shim removed at integration.

@@ -114,7 +114,7 @@ def maybe_fault(pairs_written: int) -> None:
 def save_video(path, video: torch.Tensor, fps: float, is_mask: bool = False, replace: bool = False) -> None:
     """Write a preview video; an existing file is kept (same clip, same input) unless ``replace``
     (a method's output that was just recomputed). Writes are atomic (temp file + os.replace)."""
-    from benchmark.stereo import video_io
+    from benchmark import video_io
 
     if path.exists() and not replace:
         return
@@ -138,7 +138,7 @@ def make_scorer(plan: RunPlan):
     from benchmark.metrics import Scorer
 
     return Scorer(metrics=list(plan.metrics), regions=list(plan.config.regions),
-                  protocols=list(plan.config.scoring_protocols), device=plan.device)
+                  scoring_protocols=list(plan.config.scoring_protocols), device=plan.device)
 
 
 @dataclass
@@ -217,7 +217,9 @@ def run_pair(ctx: PairContext, state: ClipState, slot: MethodSlot) -> PairOutcom
             if warp_name not in state.references:
                 t0 = time.perf_counter()
                 state.references[warp_name] = ctx.scorer.prepare_reference(
-                    gt.to(plan.device), inp_dev.mask, inp_dev.left, inp_dev.disparity)
+                    gt.to(plan.device), inp_dev.mask, inp_dev.left,
+                    # filled-in disparity (Middlebury's background fill) is an estimate, not truth
+                    inp_dev.measured_disparity)
                 timer.record("reference", time.perf_counter() - t0)
             with torch.no_grad(), timer.phase("score"):
                 quality = list(ctx.scorer.score(right, state.references[warp_name]))

@@ -13,13 +13,13 @@ import typing
 import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from pydantic import Field, create_model
 
 from benchmark.errors import StereobenchError
-from benchmark.stereo.input import StereoInput
+from benchmark.types import StereoInput
 from benchmark.weights import WeightsStatus, weights_root
 from methods.base import Method, MethodOptions
 from methods.m2svid import M2SVID
