@@ -279,6 +279,8 @@ RULES: tuple[Rule, ...] = (
           "benchmark.paper_numbers"),
          "the long table, the run store and the leaderboards are read by the runner, not the other way round",
          forbidden=("benchmark.runner", *ENTRY)),
+    Rule(("benchmark.warp_quality",), "the warp-quality tables evaluate the stereo stage from above; they never run",
+         forbidden=("benchmark.runner", *ENTRY)),
     Rule(("methods",), "a method adapter uses the ground floor and the stereo stage; it never drives a run",
          forbidden=("benchmark.runner", "benchmark.leaderboard", "benchmark.run_store", *ENTRY, "study_app")),
     Rule(("benchmark", "methods", "study_app"), "only the CLI imports the command modules",
