@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import StereobenchError
+from benchmark.fileio import pid_alive
 from benchmark.stereo.protocol import apply_protocol, load_windowed_clip
 from benchmark.stereo.recipe import STAGE_VERSION, InputRecipe
 from benchmark.stereo.warp import close_hole_mask
@@ -212,19 +213,6 @@ def _owner_tag() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (when in doubt: yes)."""
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists but belongs to someone else
-        return True
-    return True
-
-
 class StereoInputCache:
     """On-disk cache of StereoInputs (plus the ground-truth right view), keyed by recipe.
 
@@ -282,7 +270,7 @@ class StereoInputCache:
                 match = _DEBRIS.match(path.name)
                 if match:
                     pid = int(match["pid"])
-                    dead = match["host"] == host and pid != os.getpid() and not _pid_alive(pid)
+                    dead = match["host"] == host and 0 < pid != os.getpid() and not pid_alive(pid)
                 elif _LEGACY_DEBRIS.match(path.name):
                     try:
                         dead = now - path.stat().st_mtime > _LEGACY_MAX_AGE_S
