@@ -104,9 +104,9 @@ def test_file_sha256_matches_hashlib_and_known_digest(tmp_path):
 
 def test_old_names_are_thin_aliases(tmp_path):
     from benchmark.results import write_json_atomic, write_text_atomic
-    from study_app.analysis.report import _atomic_write
+    from study_app.analysis import report
 
-    assert _atomic_write is atomic_write_bytes
+    assert report.atomic_write_bytes is atomic_write_bytes  # the report writes through the one atomic writer
     write_text_atomic(tmp_path / "t.txt", "hi")
     write_text_atomic(tmp_path / "b.bin", b"\x00\x01")
     write_json_atomic(tmp_path / "r.json", {"v": float("nan")})

@@ -530,7 +530,6 @@ def build_document(result: StudyResult) -> tuple[Doc, dict]:
     return doc, files
 
 
-_atomic_write = atomic_write_bytes  # old name, still imported by tests/test_fileio.py
 
 
 def write_report(result: StudyResult, out_dir: str | Path) -> dict:
@@ -543,9 +542,9 @@ def write_report(result: StudyResult, out_dir: str | Path) -> dict:
     paths = {"markdown": out / "report.md", "html": out / "report.html",
              "summary": next((b[1] for b in doc.blocks if b[0] == "ul"), [])}
     for name, png in doc.images.items():
-        _atomic_write(out / "plots" / f"{name}.png", png)
+        atomic_write_bytes(out / "plots" / f"{name}.png", png)
     for name, df in files.items():
-        _atomic_write(out / "tables" / f"{name}.csv", df.to_csv(index=False).encode())
-    _atomic_write(paths["markdown"], doc.markdown().encode())
-    _atomic_write(paths["html"], doc.html("User-study report").encode())
+        atomic_write_bytes(out / "tables" / f"{name}.csv", df.to_csv(index=False).encode())
+    atomic_write_bytes(paths["markdown"], doc.markdown().encode())
+    atomic_write_bytes(paths["html"], doc.html("User-study report").encode())
     return paths
