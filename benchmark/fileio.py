@@ -119,31 +119,52 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+# The suite's temporary names carry the writer's pid: atomic_write_bytes writes
+# ``.<name>.<pid>.<random>.tmp``; the video writer ``.<name>.tmp-<pid>-<hex>[.<suffix>]`` (a file,
+# or a folder of PNG frames).
+_TEMP_NAMES = (re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$"),
+               re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]+(\.[A-Za-z0-9]+)?$"))
+
+
+def _temp_owner(name: str) -> int | None:
+    for pattern in _TEMP_NAMES:
+        match = pattern.match(name)
+        if match is not None:
+            return int(match["pid"])
+    return None
 
 
 def sweep_orphaned_temp_files(folder: str | os.PathLike, recursive: bool = False, min_age_s: float = 60.0) -> list[Path]:
-    """Remove the temporary files of :func:`atomic_write_bytes` whose writer process is dead.
+    """Remove the temporary files (and PNG-frame temp folders) of the suite's atomic writers whose
+    writer process is dead.
 
-    Only names of the form ``.<name>.<pid>.<random>.tmp`` are considered; a file is removed when
-    no process ``pid`` exists here AND it is older than ``min_age_s`` seconds (the grace period
-    protects a writer on another machine sharing the folder, whose pid means nothing here).
-    Returns the removed paths; errors (a file vanishing meanwhile) are ignored.
+    Only the suite's temporary names are considered (``.<name>.<pid>.<random>.tmp`` of
+    :func:`atomic_write_bytes`, ``.<name>.tmp-<pid>-<hex>[.<suffix>]`` of the video writer); one
+    is removed when no process ``pid`` exists here AND it is older than ``min_age_s`` seconds
+    (the grace period protects a writer on another machine sharing the folder, whose pid means
+    nothing here). Returns the removed paths; errors (a file vanishing meanwhile) are ignored.
     """
+    import shutil
+
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    candidates = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    candidates = folder.rglob(".*") if recursive else folder.glob(".*")
     removed = []
     now = time.time()
-    for path in candidates:
-        match = _TEMP_NAME.match(path.name)
-        if match is None or pid_alive(int(match["pid"])):
+    for path in list(candidates):
+        pid = _temp_owner(path.name)
+        if pid is None or pid_alive(pid):
             continue
         try:
-            if now - path.stat().st_mtime < min_age_s or not path.is_file():
+            if now - path.stat().st_mtime < min_age_s:
                 continue
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
+            else:
+                continue
             removed.append(path)
         except OSError:
             continue

@@ -27,6 +27,7 @@ a second process refuse with one line naming it (or wait, ``wait=True``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -136,6 +137,18 @@ def run_start_time(data: dict[str, Any] | None) -> float | None:
 # --------------------------------------------------------------------------------------------
 # The lock
 # --------------------------------------------------------------------------------------------
+_NO_FLOCK_ERRNOS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
+_warned_no_flock: set[str] = set()
+
+
+def _warn_no_flock(path: Path) -> None:
+    folder = str(path.parent)
+    if folder not in _warned_no_flock:
+        _warned_no_flock.add(folder)
+        warnings.warn(f"the filesystem of {folder} has no file locks; run ownership falls back to the pid "
+                      f"recorded in {path.name} (safe on one machine, not across machines)", stacklevel=3)
+
+
 class RunLock:
     """Exclusive ownership of a run folder (see the module docstring); a context manager.
 
@@ -181,12 +194,21 @@ class RunLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                if fcntl is not None:
+                locked = fcntl is not None
+                if locked:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         os.close(fd)
                         return False
+                    except OSError as exc:
+                        # Cluster filesystems without locks (Lustre without -o flock: ENOSYS; some
+                        # NFS mounts: ENOLCK) must not stop every run: fall back to the pid record.
+                        if exc.errno not in _NO_FLOCK_ERRNOS:
+                            raise
+                        _warn_no_flock(self.path)
+                        locked = False
+                if locked:
                     # The owner before us removes the file on release: if it did so between our
                     # open and our flock, we locked a file nobody else will see; start over.
                     try:
@@ -196,7 +218,7 @@ class RunLock:
                     if not same:
                         os.close(fd)
                         continue
-                else:  # pragma: no cover - no flock: trust the recorded pid
+                else:  # no flock here: trust the recorded pid
                     owner = self.owner()
                     pid = int((owner or {}).get("pid", 0) or 0)
                     if owner and owner.get("host") == socket.gethostname() and pid != os.getpid() and pid_alive(pid):

@@ -201,6 +201,8 @@ CONFIG_CASES = [
     ({"methods": [{"name": "left-copy", "optionz": {}}]}, "Did you mean 'options'"),
     ({"methods": [{"name": "temporal-fill", "options": {"max_ofset": 3}}]}, "max_ofset"),
     ({"methods": [{"name": "left-copy", "label": "a/b"}]}, "label"),
+    ({"methods": [{"name": "left-copy", "label": "gt"}]}, "saved input video"),
+    ({"methods": [{"name": "left-copy", "label": "warped-m2svid"}]}, "saved input video"),
     ({"methods": ["left-copy", "left-copy"]}, "listed twice"),
     ({"methods": [{"label": "x"}]}, "name"),
     ({"methods": "some"}, "unknown method"),

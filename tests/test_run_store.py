@@ -302,3 +302,63 @@ def test_leaderboard_command_reads_a_run_through_the_store(tmp_path, capsys):
     assert "8 frames" in (tmp_path / "lb" / "leaderboard.md").read_text()  # the manifest was read
     assert_clean_error(["leaderboard", "--results", str(tmp_path / "runs"), "--run", "r2"], capsys,
                        contains="unknown run id")
+
+
+def test_a_filesystem_without_locks_falls_back_to_the_recorded_pid(tmp_path, monkeypatch):
+    # Lustre without -o flock answers ENOSYS, some NFS mounts ENOLCK: runs must still start there,
+    # and a live owner recorded in the lock file must still be respected.
+    import errno
+    import socket
+
+    import benchmark.run_store as run_store
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_store.fcntl, "flock", no_flock)
+    path = RunDir(tmp_path, "r").lock_path()
+    with pytest.warns(UserWarning, match="no file locks"):
+        lock = RunLock(path)
+        lock.acquire()
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not path.exists()
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        with pytest.raises(StereobenchError, match=f"pid {other.pid}"):
+            RunLock(path).acquire()
+    finally:
+        other.kill()
+        other.wait()
+    stale = RunLock(path)  # the recorded owner is dead now: taken over
+    stale.acquire()
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    stale.release()
+
+
+def test_a_killed_video_save_leaves_no_debris_for_good(tmp_path):
+    # The video writer's temp names (.<name>.tmp-<pid>-<hex>.mp4, and PNG-frame temp folders)
+    # are swept like the atomic writer's once their writer is dead.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = RunDir(tmp_path, "r")
+    clip_dir = run.video_path("synthetic", "scene-000", "left").parent
+    clip_dir.mkdir(parents=True)
+    orphan_video = clip_dir / f".left.mp4.tmp-{dead.pid}-0123abcd.mp4"
+    orphan_frames = clip_dir / f".frames.tmp-{dead.pid}-89abcdef"
+    live_video = clip_dir / f".gt.mp4.tmp-{os.getpid()}-0123abcd.mp4"
+    user_file = clip_dir / ".notes.tmp-1-x"  # not one of the suite's names: never touched
+    orphan_video.write_bytes(b"x")
+    orphan_frames.mkdir()
+    (orphan_frames / "frame_000.png").write_bytes(b"x")
+    live_video.write_bytes(b"x")
+    user_file.write_bytes(b"x")
+    old = time.time() - 7200
+    for path in (orphan_video, orphan_frames, live_video, user_file):
+        os.utime(path, (old, old))
+    removed = set(run.sweep_debris())
+    assert removed == {orphan_video, orphan_frames}
+    assert live_video.exists() and user_file.exists()

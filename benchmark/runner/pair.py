@@ -160,8 +160,9 @@ def _load(slot: MethodSlot, ctx: PairContext) -> None:
             slot.method.load(ctx.plan.device, ctx.plan.dtype)
             slot.loaded = True
         except Exception as exc:  # recorded per clip; the run goes on
-            if environment_error(exc) is not None:
-                raise
+            env = environment_error(exc)
+            if env is not None:  # the disk or permissions: stop the run (resumable), as run_pair does
+                raise env from exc
             slot.load_error = f"{type(exc).__name__}: {exc}"
 
 

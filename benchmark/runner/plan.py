@@ -139,6 +139,11 @@ def validate_metrics(names: list[str]) -> list[str]:
     return validate_metric_names(list(names))
 
 
+#: Saved-video names of a clip's inputs (left view, warped view, hole mask, ground truth); a method
+#: label must not take one, or its prediction would overwrite that input's video.
+RESERVED_VIDEO_NAMES = ("left", "warped", "mask", "gt")
+
+
 def select_methods(config: RunConfig) -> list[MethodSlot]:
     """Construct every method of the run (``METHODS[name](seed=S, **options)``) so an unknown
     method or option fails here, before any work. Under ``methods: all`` a method that cannot be
@@ -161,6 +166,9 @@ def select_methods(config: RunConfig) -> list[MethodSlot]:
         for label in labels:
             if not label.strip() or "/" in label or label.startswith("."):
                 raise StereobenchError(f"method label {label!r} must be a plain name (no '/', not starting with '.')")
+            if label in RESERVED_VIDEO_NAMES or label.startswith(("warped-", "mask-")):
+                raise StereobenchError(f"method label {label!r} is the name of a saved input video; choose another "
+                                       f"'label' (reserved: {', '.join(RESERVED_VIDEO_NAMES)}, warped-*, mask-*)")
     slots = []
     for label, name, options in entries:
         slot = MethodSlot(label=label, name=name, options=options)
