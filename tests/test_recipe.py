@@ -290,3 +290,26 @@ def test_load_input_equals_the_stage_composed_by_hand(warp):
     assert torch.equal(inp.warped, warped.masked_fill(mask, 0.0).clamp(0, 1))
     assert torch.equal(inp.left, clip.left.float()) and torch.equal(gt_right, clip.right.float())
     assert inp.fps == clip.fps == 5.0 and inp.params["warp"] == warp
+
+
+def test_training_asks_for_the_same_recipe_as_prepare(monkeypatch):
+    """The real training loader (methods.m2svid.train.load_training_samples), not an imitation:
+    the recipe it asks load_input for has prepare's key, clip by clip."""
+    from methods.m2svid.train import TrainConfig, load_training_samples
+
+    seen = []
+    real = cache_module.load_input
+
+    def spy(dataset, recipe, cache=None):
+        seen.append(recipe)
+        return real(dataset, recipe, cache)
+
+    monkeypatch.setattr(cache_module, "load_input", spy)
+    options = {"num_clips": 2, "size": "32x48", "num_frames": 4}
+    config = TrainConfig(init="tiny", output_dir="unused", dataset="synthetic", dataset_options=options,
+                         protocol="quick")
+    samples = load_training_samples(config)
+    prepare_dataset = get_dataset("synthetic", **parse_options(["num_clips=2", "size=32x48", "num_frames=4"]))
+    expected = [make_recipe(prepare_dataset, name, "quick").key() for name in prepare_dataset.clip_names()]
+    assert [r.key() for r in seen] == expected and len(samples) == 2
+    assert torch.equal(samples[0].warped, load_input(prepare_dataset, seen[0])[0].warped)
