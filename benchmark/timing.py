@@ -86,28 +86,27 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def current_peak_rss_bytes() -> int | None:
-    """``VmHWM`` of this process in bytes (peak RSS since start or the last reset), or None."""
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in bytes, or None."""
+    prefix = field + ":"
     try:
         with open(_STATUS) as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(prefix):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def current_peak_rss_bytes() -> int | None:
+    """``VmHWM`` of this process in bytes (peak RSS since start or the last reset), or None."""
+    return _status_bytes("VmHWM")
 
 
 def current_rss_bytes() -> int | None:
     """``VmRSS`` of this process in bytes (resident now), or None where /proc is unavailable."""
-    try:
-        with open(_STATUS) as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _status_bytes("VmRSS")
 
 
 def per_phase_peak_rss_supported() -> bool:

@@ -32,6 +32,7 @@ NaN invalid. Region masks are bool (T, 1, H, W) (None = the full frame).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -135,7 +136,7 @@ class Prediction:
         return self._whitened[region]
 
 
-class Metric:
+class Metric(ABC):
     """Base class of a metric family; see the module docstring.
 
     Subclasses declare ``spec`` (a :class:`MetricSpec`) and implement :meth:`score` (and
@@ -161,10 +162,11 @@ class Metric:
         """Method-independent work for one clip; cached by the Scorer in ``reference.states``."""
         return None
 
+    @abstractmethod
     def score(self, prediction: Prediction, state: Any, regions: list[str],
               scoring_protocols: list[str]) -> list[Record]:
-        """Records for the (region, scoring protocol) pairs this family computes."""
-        raise NotImplementedError(f"metric {self.spec.name!r} does not implement score()")
+        """Records for the (region, scoring protocol) pairs this family computes (every metric
+        family implements it; a class without it cannot be instantiated)."""
 
     # helpers for families --------------------------------------------------------------------
     @staticmethod
