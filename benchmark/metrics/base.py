@@ -100,21 +100,22 @@ class Reference:
             self._whitened[region] = fn.whiten_outside(self.gt, self.mask(region))
         return self._whitened[region]
 
-    def paper_regions(self, regions=None, scoring_protocols=None) -> list[str]:
-        """Non-empty regions other than "full" scored under "paper" (the ones whitening applies to)."""
+    def scored_regions(self, scoring: str, regions=None, scoring_protocols=None) -> list[str]:
+        """Non-empty regions other than "full" scored under the scoring protocol ``scoring``
+        (none when it is not among ``scoring_protocols``; defaults: what the reference was made for)."""
         regions = self.regions if regions is None else regions
         scoring_protocols = self.scoring_protocols if scoring_protocols is None else scoring_protocols
-        if "paper" not in scoring_protocols:
+        if scoring not in scoring_protocols:
             return []
         return [r for r in regions if r != "full" and not self.is_empty(r)]
 
+    def paper_regions(self, regions=None, scoring_protocols=None) -> list[str]:
+        """The regions whitening applies to ("paper")."""
+        return self.scored_regions("paper", regions, scoring_protocols)
+
     def strict_regions(self, regions=None, scoring_protocols=None) -> list[str]:
-        """Non-empty regions other than "full" scored under "strict" (the per-pixel-map average)."""
-        regions = self.regions if regions is None else regions
-        scoring_protocols = self.scoring_protocols if scoring_protocols is None else scoring_protocols
-        if "strict" not in scoring_protocols:
-            return []
-        return [r for r in regions if r != "full" and not self.is_empty(r)]
+        """The regions scored by the per-pixel-map average ("strict")."""
+        return self.scored_regions("strict", regions, scoring_protocols)
 
 
 @dataclass

@@ -367,11 +367,6 @@ def _encoder_name_map(encoder, encoder_prefix: str, quant_prefix: str) -> dict[s
     return {name: vae_diffusers_to_sgm(name, levels, encoder_prefix, quant_prefix) for name in encoder.state_dict()}
 
 
-def _same_tensors(state: dict[str, torch.Tensor], names: list[str], old_prefix: str, new_prefix: str) -> bool:
-    """Whether every tensor ``names`` (under ``old_prefix``) equals its twin under ``new_prefix``."""
-    return all(torch.equal(state[name], state[new_prefix + name[len(old_prefix):]]) for name in names)
-
-
 def _warped_encoder(state: dict[str, torch.Tensor], vae, vae_names: dict[str, str], report: dict):
     """Compare ``embedders.5`` (warped view) with ``embedders.3`` (left view); a KLEncoder if they differ.
 
@@ -393,7 +388,7 @@ def _warped_encoder(state: dict[str, torch.Tensor], vae, vae_names: dict[str, st
             f"the checkpoint's warped-view encoder (conditioner.embedders.5) does not match the left-view encoder's layout "
             f"({len(missing)} tensor(s) missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}): "
             f"is this an unmodified M2SVid checkpoint?")
-    equal = all(state[src].shape == state[twin].shape and torch.equal(state[src], state[twin]) for src, twin in twins.items())
+    equal = all(torch.equal(state[src], state[twin]) for src, twin in twins.items())  # False on a shape mismatch too
     report["warped_encoder_equals_left_encoder"] = equal
     if equal:
         return None

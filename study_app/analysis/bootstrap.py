@@ -50,14 +50,3 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95, method: str = "linea
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN interval
         return (np.nanquantile(samples, a, axis=0, method=method),
                 np.nanquantile(samples, 1 - a, axis=0, method=method))
-
-
-def bootstrap_stat(participant: np.ndarray, video: np.ndarray, n_participants: int, n_videos: int, statistic,
-                   n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Crossed-bootstrap replicates of ``statistic(weights (B, N)) -> (B, ...)`` (vectorised).
-
-    All-zero resamples are dropped before ``statistic`` sees them, so B <= ``n_boot``.
-    """
-    rng = np.random.default_rng(seed)
-    w = crossed_weights(participant, video, n_participants, n_videos, n_boot, rng)
-    return statistic(nonzero_resamples(w))

@@ -34,7 +34,6 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.errors import StereobenchError
-from study_app.analysis.bootstrap import bootstrap_stat as crossed_bootstrap_stat
 from study_app.analysis.bootstrap import crossed_weights, nonzero_resamples, percentile_ci
 from study_app.analysis.models import davidson_scale_with_ci
 from study_app.analysis.schema import empty_exclusions
@@ -462,12 +461,6 @@ def summary(rm: RankingMatrix, n_boot: int = 2000, seed: int = 0, level: float =
     out.attrs["n_boot_used"] = int(w.shape[0])
     out.attrs["best_ratio_reference"] = rm.methods[top]
     return out
-
-
-def bootstrap_stat(rm: RankingMatrix, statistic, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Crossed-bootstrap replicates of ``statistic(weights (B, N)) -> (B, ...)`` over ``rm``'s rankings."""
-    return crossed_bootstrap_stat(rm.participant, rm.video, len(rm.participants), len(rm.videos), statistic,
-                                  n_boot=n_boot, seed=seed)
 
 
 @dataclass
