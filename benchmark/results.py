@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 """Version of :class:`ResultRow`; bump when a field changes meaning. Rows carry it. 2: timing rows
 gained ``peak_mem_growth_bytes`` next to the absolute ``peak_mem_bytes``."""
-READABLE_SCHEMA_VERSIONS = (1, 2)
 
 ROWS_FILE = "rows.jsonl"
 NA = "n/a"

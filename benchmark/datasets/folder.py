@@ -17,6 +17,8 @@ native; a clip protocol resamples them later.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 from pathlib import Path
 
@@ -125,6 +127,10 @@ class FolderDataset:
         else:
             read = dict(fps=window.fps, max_frames=window.num_frames, start_time=window.start_time)
         left = read_video(files["left"], **read)
+
+        @functools.cache
+        def left_count() -> int | None:  # the container's full length, asked once (windowed reads)
+            return open_source(files["left"]).frame_count
         right = disparity = None
         if "right" in files:
             right_video = read_video(files["right"], **read)
@@ -134,7 +140,7 @@ class FolderDataset:
                     f"{tuple(left.frames.shape)}; left and right videos must match in frames and size")
             if window is not None:
                 # Only a window was decoded: compare the full lengths where the containers know them.
-                counts = [open_source(files[role]).frame_count for role in ("left", "right")]
+                counts = [left_count(), open_source(files["right"]).frame_count]
                 if None not in counts and counts[0] != counts[1]:
                     raise StereobenchError(
                         f"{files['right'].name} has {counts[1]} frames but {files['left'].name} has {counts[0]}; "
@@ -159,7 +165,7 @@ class FolderDataset:
             else:
                 # The whole video was not decoded: its frame count comes from the container
                 # (exact for MP4 and frame folders); without one, the used frames must exist.
-                expected_frames = open_source(files["left"]).frame_count
+                expected_frames = left_count()
                 if expected_frames is None and left.source_indices is not None:
                     expected_frames = max(array.shape[0], int(left.source_indices.max()) + 1)
             if array.ndim != 4 or array.shape[1:] != (1, h, w) or (expected_frames is not None

@@ -14,12 +14,12 @@ See docs/runner.md for resume, the overwrite policy, sharding and the run's lock
 from __future__ import annotations
 
 from benchmark.run_store import find_resumable_run, newest_run
-from benchmark.runner.loop import (STATUS_FINISHED, STATUS_FINISHED_WITH_ERRORS, RunSummary, default_title,
+from benchmark.runner.loop import (RunSummary, default_title,
                                    run_benchmark)
 from benchmark.runner.pair import FAULT_ENV
 from benchmark.runner.plan import (Distributed, RunPlan, detect_distributed, make_plan, parse_shard, resolve_device,
                                    resolve_run_id)
 
-__all__ = ["FAULT_ENV", "STATUS_FINISHED", "STATUS_FINISHED_WITH_ERRORS", "Distributed", "RunPlan", "RunSummary",
+__all__ = ["FAULT_ENV", "Distributed", "RunPlan", "RunSummary",
            "default_title", "detect_distributed", "find_resumable_run", "make_plan", "newest_run", "parse_shard",
            "resolve_device", "resolve_run_id", "run_benchmark"]

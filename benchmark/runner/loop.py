@@ -36,15 +36,12 @@ from typing import Any
 from benchmark.config import Overwrite, RunConfig
 from benchmark.errors import StereobenchError
 from benchmark.fileio import environment_error
-from benchmark.fileio import sweep_orphaned_temp_files
 from benchmark.run_store import RunDir, RunStatus
 from benchmark.runner.pair import ClipState, PairContext, run_pair
 from benchmark.runner.plan import (Distributed, MethodSlot, RunPlan, check_writable, detect_distributed, make_plan,
                                    resolve_run_id)
 from benchmark.timing import resolve_warmup
 
-STATUS_FINISHED = RunStatus.FINISHED.value
-STATUS_FINISHED_WITH_ERRORS = RunStatus.FINISHED_WITH_ERRORS.value
 """Manifest status of a run that ended with pairs whose latest result is an error; the same
 command (overwrite ``only-missing``) resumes it and retries exactly those pairs."""
 
@@ -317,9 +314,8 @@ def run_benchmark(
         _ensure_lpips_weights(list(plan.metrics))
         run, resumed, lock, manifest = _take_run(plan, fresh, wait, argv)
         if dist.is_main or dist.mode == "shard":
-            run.sweep_debris()  # temp files of writers killed in an earlier attempt
-            if config.cache:
-                sweep_orphaned_temp_files(config.cache, recursive=True)
+            run.sweep_debris()  # temp files of writers killed in an earlier attempt (the input
+            # cache sweeps its own, by its own rules, when it is opened)
         summary = RunSummary(run_id=run.run_id, run_dir=run.path, resumed=resumed)
         _loop(plan, run, resumed, summary, progress)
         _barrier(dist)
@@ -406,4 +402,4 @@ def _print_summary(summary: RunSummary, dist: Distributed, echo: Callable[[str],
     echo("\n".join(lines))
 
 
-__all__ = ["STATUS_FINISHED", "STATUS_FINISHED_WITH_ERRORS", "RunSummary", "default_title", "run_benchmark"]
+__all__ = ["RunSummary", "default_title", "run_benchmark"]
