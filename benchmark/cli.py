@@ -24,6 +24,8 @@ from benchmark.errors import StereobenchError
 # name -> (module, one-line summary). The summary is here so that `--help` imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("benchmark.commands.prepare", "build and cache the shared stereo inputs of a dataset, with a preview"),
+    "prepare-data": ("benchmark.commands.prepare_data", "prepare Stereo4D / Ego4D / M2SVid-layout data you downloaded "
+                                                        "into clips the suite loads"),
     "run": ("benchmark.commands.run", "run methods on datasets, score them, write results and the leaderboard"),
     "score": ("benchmark.commands.score", "score any predicted right video against a ground-truth video"),
     "leaderboard": ("benchmark.commands.leaderboard", "build leaderboards (Markdown, CSV, HTML, plots) from results"),

@@ -273,6 +273,9 @@ RULES: tuple[Rule, ...] = (
                                   "or runs",
          forbidden=("benchmark.metrics", "benchmark.runner", "benchmark.run_store", "benchmark.leaderboard",
                     "methods", *ENTRY)),
+    Rule(("benchmark.dataprep",), "dataset preparation writes prepared clips with the ground floor, the stereo stage "
+                                  "and the datasets; it never scores, runs or parses the command line",
+         only=(*GROUND, "benchmark.stereo", "benchmark.datasets", "benchmark.dataprep")),
     Rule(("benchmark.metrics",), "metrics score tensors; they never run methods or pairs",
          forbidden=("benchmark.runner", "benchmark.leaderboard", "methods", *ENTRY)),
     Rule(("benchmark.results", "benchmark.run_store", "benchmark.leaderboard", "benchmark.plots",

@@ -19,6 +19,8 @@ Built in (no download):
                            (options: num_frames, fps, step, fill_disparity)
 ``folder``                 your own videos: ``<name>_left.mp4`` [+ ``<name>_right.mp4``]
                            [+ ``<name>_disparity.npy``] (option: root)
+``prepared``               a folder written by ``stereobench prepare-data`` (options: root, split,
+                           allow_missing, verify; layout in benchmark/datasets/prepared.py)
 =========================  ===================================================================
 
 Stereo4D and Ego4D loaders (user-fetched data) are planned next; they will register here as
@@ -44,6 +46,7 @@ DATASETS = LazyRegistry(
         "synthetic": "benchmark.datasets.synthetic:SyntheticDataset",
         "middlebury-motorcycle": "benchmark.datasets.middlebury:MiddleburyMotorcycle",
         "folder": "benchmark.datasets.folder:FolderDataset",
+        "prepared": "benchmark.datasets.prepared:PreparedDataset",
         # "stereo4d": "benchmark.datasets.stereo4d:Stereo4D",   (next issue)
         # "ego4d": "benchmark.datasets.ego4d:Ego4DStereo",      (next issue)
     },
