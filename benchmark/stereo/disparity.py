@@ -84,6 +84,45 @@ def disparity_from_inverse_depth(inv_depth: torch.Tensor, d_max_px: float | None
     return torch.where(valid, disparity, torch.full_like(disparity, _nan()))
 
 
+def d_max_pixels(width: int, d_max_px: float | None = None, d_max_percent: float | None = None) -> float:
+    """D_max in pixels from pixels or a percentage of ``width`` (iw3's ``--divergence``); give one.
+
+    Raises:
+        StereobenchError: both or neither given, or a negative / non-finite value.
+    """
+    if (d_max_px is None) == (d_max_percent is None):
+        raise StereobenchError("give exactly one of D_max in pixels or in percent of the width")
+    value = float(d_max_px) if d_max_px is not None else float(d_max_percent) / 100.0 * int(width)
+    if not (value >= 0 and value < float("inf")):
+        raise StereobenchError(f"the maximum disparity must be a finite number >= 0, got {value}")
+    return value
+
+
+def disparity_from_normalized_depth(normalized: torch.Tensor, d_max_px: float | None = None,
+                                    d_max_percent: float | None = None, convergence: float = 0.0) -> torch.Tensor:
+    """Disparity from depth already normalised to [0, 1] (1 = nearest), e.g. by
+    :func:`benchmark.depth.normalize_video` or a streaming
+    :class:`benchmark.depth.TemporalNormalizer`: ``d = (n - convergence) * D_max``.
+
+    ``D_max`` is ``d_max_px`` pixels or ``d_max_percent`` percent of the width (iw3's
+    ``--divergence``: total parallax ``D/100 * W * (n - c)``); give exactly one. ``convergence``
+    is the normalised depth of the zero-parallax (screen) plane: 0 puts everything in front of the
+    screen (M2SVid's rule), 0.5 mid depth on it (iw3's default), 1 everything behind it. Unlike
+    :func:`disparity_from_inverse_depth` nothing is renormalised here, so a stream of windows maps
+    each frame alone.
+
+    Args:
+        normalized: (T, H, W) or (T, 1, H, W) in [0, 1]; non-finite = invalid.
+    Returns:
+        float32 (T, 1, H, W) pixels of the left view (x_R = x_L - d); NaN where invalid.
+    """
+    n = _as_t1hw(normalized, "normalised depth")
+    d_max = d_max_pixels(n.shape[-1], d_max_px, d_max_percent)
+    valid = torch.isfinite(n)
+    disparity = (n.clamp(0.0, 1.0) - float(convergence)) * d_max
+    return torch.where(valid, disparity, torch.full_like(disparity, _nan()))
+
+
 def disparity_from_metric_depth(depth_m: torch.Tensor, focal_px: float, baseline_m: float) -> torch.Tensor:
     """Disparity ``d = focal_px * baseline_m / Z`` from metric depth Z (metres).
 
