@@ -1,0 +1,1 @@
+"""The study app's web side: Streamlit pages, synchronised player, WebXR headset page, server."""
