@@ -31,7 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("benchmark.commands.leaderboard", "build leaderboards (Markdown, CSV, HTML, plots) from results"),
     "weights": ("benchmark.commands.weights", "show which weights are present, convert official checkpoints"),
     "train": ("benchmark.commands.train", "train a method (M2SVid) on any dataset the suite loads"),
+    "convert": ("benchmark.commands.convert", "convert a 2-D video into stereo for VR headsets, 3-D TVs or anaglyph"),
     "analyze": ("study_app.analysis.cli", "analyse user-study responses into report tables with tests and intervals"),
+    "study": ("study_app.cli", "build, serve, export and close user studies (desktop ranking, VR pairwise)"),
 }
 
 EPILOG = """\

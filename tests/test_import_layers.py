@@ -269,6 +269,9 @@ RULES: tuple[Rule, ...] = (
     Rule(("benchmark.depth",), "depth models feed the stereo stage; they know nothing above it",
          forbidden=("benchmark.stereo", "benchmark.datasets", "benchmark.metrics", "benchmark.runner", "methods",
                     *ENTRY)),
+    Rule(("benchmark.convert",), "convert streams a video through depth, the stereo stage and one method; it reaches "
+                                 "methods only through the METHODS registry, never runs, scores or the CLI",
+         only=(*GROUND, "benchmark.stereo", "benchmark.depth", "benchmark.timing", "methods.registry")),
     Rule(("benchmark.datasets",), "datasets may use the stereo stage (disparity, protocols), nothing that scores "
                                   "or runs",
          forbidden=("benchmark.metrics", "benchmark.runner", "benchmark.run_store", "benchmark.leaderboard",
