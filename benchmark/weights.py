@@ -272,6 +272,7 @@ WEIGHT_PROVIDERS = LazyRegistry(
     {
         "methods": "methods.registry:weights_entries",
         "metrics": "benchmark.metrics.lpips_weights:weights_entries",
+        "depth": "benchmark.depth.listing:weights_entries",
     },
     entry_point_group="stereobench.weights",
 )
