@@ -82,6 +82,8 @@ METHODS = MethodRegistry(
         "temporal-fill": "methods.baselines:TemporalFill",
         "m2svid": "methods.m2svid:M2SVID",
         "m2svid-no-full-attention": "methods.m2svid:M2SVID_NO_FULL_ATTENTION",
+        "svg": "methods.svg:SVG",
+        "svg-10": "methods.svg:SVG_10",
         "stereocrafter": "methods.stereocrafter:STEREOCRAFTER",
         "stereocrafter-8": "methods.stereocrafter:STEREOCRAFTER_8",
         "stereocrafter-1": "methods.stereocrafter:STEREOCRAFTER_1",
