@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-TEX = 1024          # texture size (pixels); scene coordinates are offset into it by MARGIN
-MARGIN = 256
+TEX = 512           # texture size (pixels); scene coordinates are offset into it by MARGIN
+MARGIN = 128
 
 
 def _noise_texture(seed: int) -> np.ndarray:

@@ -48,7 +48,7 @@ DATASETS = LazyRegistry(
         "folder": "benchmark.datasets.folder:FolderDataset",
         "prepared": "benchmark.datasets.prepared:PreparedDataset",
         # "stereo4d": "benchmark.datasets.stereo4d:Stereo4D",   (next issue)
-        # "ego4d": "benchmark.datasets.ego4d:Ego4DStereo",      (next issue)
+        "ego4d": "benchmark.datasets.ego4d:Ego4DStereo",
     },
     entry_point_group="stereobench.datasets",
 )
