@@ -137,13 +137,16 @@ def _shown_at(trial_id: str) -> datetime:
 
 
 def _submit(store, pid: str, view, answer, stats: dict) -> None:
-    from study_app.store import InvalidResponse
+    from study_app.store import InvalidResponse, StudyClosed
 
     try:
         result = store.submit(
             pid, view.trial_id, answer, shown_at=_shown_at(view.trial_id), submitted_at=_now(),
             plays=int(stats.get("plays") or 0), replays=int(stats.get("replays") or 0),
             viewport=str(stats.get("viewport") or "")[:40], user_agent=str(stats.get("user_agent") or "")[:400])
+    except StudyClosed:
+        st.session_state["flash"] = ("warning", "The study was closed before this answer arrived.")
+        return
     except InvalidResponse as exc:
         st.session_state["flash"] = ("error", f"Your answer was not accepted: {exc}")
         return
@@ -240,15 +243,16 @@ def participant_page(package, store, pid: str) -> None:
 # ----------------------------------------------------------------------------- admin page
 
 def _client_key() -> str:
+    """The rate limit's client: the browser's address (None on localhost: "local")."""
     try:
         ip = st.context.ip_address
-    except Exception:  # noqa: BLE001 - no request context (AppTest)
+    except Exception:  # noqa: BLE001 - no request context
         ip = None
-    return ip or "local"
+    return ip if isinstance(ip, str) and ip else "local"
 
 
 def admin_page(package, store) -> None:
-    from study_app.auth import check_admin
+    from study_app.auth import AdminAuth
 
     st.title(f"Study admin: {package.study_id}")
     if not st.session_state.get("admin"):
@@ -257,14 +261,18 @@ def admin_page(package, store) -> None:
             ok = st.form_submit_button("Sign in")
         if ok:
             try:
-                granted = check_admin(password, _client_key())
+                # Attempts are kept in the study database, so a restart does not reset the limit.
+                result = AdminAuth(attempts=store).check(password, _client_key())
             except StereobenchError as exc:
                 st.error(str(exc))
                 return
-            if granted:
+            if result.ok:
                 st.session_state["admin"] = True
                 st.rerun()
-            st.error("Wrong password, or too many attempts: wait a minute before trying again.")
+            if result.locked:
+                st.error(f"Too many failed attempts: try again in {int(result.retry_after_s) + 1} s.")
+            else:
+                st.error("Wrong password.")
         return
     summary = store.admin_summary()
     st.subheader("Study")
@@ -296,25 +304,18 @@ def admin_page(package, store) -> None:
 
 
 def _show_summary(summary) -> None:
-    """Render whatever the store's summary holds: tables as tables, numbers as metrics."""
-    import pandas as pd
-
-    items = summary.items() if isinstance(summary, dict) else [("summary", summary)]
-    numbers = {k: v for k, v in items if isinstance(v, (int, float))}
-    if numbers:
-        cols = st.columns(len(numbers))
-        for col, (k, v) in zip(cols, numbers.items()):
-            col.metric(k.replace("_", " "), v)
-    for k, v in (summary.items() if isinstance(summary, dict) else []):
-        if k in numbers:
-            continue
-        st.markdown(f"**{k.replace('_', ' ')}**")
-        if isinstance(v, pd.DataFrame):
-            st.dataframe(v, hide_index=True)
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            st.dataframe(pd.DataFrame(v), hide_index=True)
-        else:
-            st.write(v)
+    """Live counts as metrics, then progress per participant and per video as tables."""
+    counts = summary.counts
+    shown = [("responses", "Responses"), ("participants", "Participants"), ("joined", "Joined"),
+             ("finished", "Finished")]
+    for col, (key, label) in zip(st.columns(len(shown)), shown):
+        col.metric(label, counts.get(key, 0))
+    if counts.get("by_kind"):
+        st.caption("Responses by trial kind: " + ", ".join(f"{k} {v}" for k, v in sorted(counts["by_kind"].items())))
+    st.markdown("**Progress per participant**")
+    st.dataframe(summary.participants, hide_index=True)
+    st.markdown("**Responses per video** (main trials)")
+    st.dataframe(summary.videos, hide_index=True)
 
 
 # ----------------------------------------------------------------------------- entry

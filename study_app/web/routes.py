@@ -161,7 +161,7 @@ def headset_state(cfg: WebConfig, pid: str) -> dict:
 
 def headset_answer(cfg: WebConfig, pid: str, body: dict) -> tuple[int, dict]:
     """Store one answer from the headset page: (HTTP status, JSON payload)."""
-    from study_app.store import InvalidResponse
+    from study_app.store import InvalidResponse, StudyClosed
 
     _, store = open_study(cfg)
     if not pid or store.join(pid) is None:
@@ -173,6 +173,8 @@ def headset_answer(cfg: WebConfig, pid: str, body: dict) -> tuple[int, dict]:
             plays=_count(body.get("plays")), replays=_count(body.get("replays")),
             viewport=html.escape(str(body.get("viewport", ""))[:40]),
             user_agent=str(body.get("user_agent", ""))[:400], device="headset")
+    except StudyClosed as exc:
+        return 409, {"error": str(exc)}
     except InvalidResponse as exc:
         return 400, {"error": str(exc)}
     return 200, {"stored": bool(result.stored), "duplicate": bool(result.duplicate)}
