@@ -478,8 +478,9 @@ class StudyStore:
                 device=(str(device)[:32] if device else ("desktop" if self.package.kind == "ranking" else "headset")),
                 app_commit=self.app_commit, **counts)
             result = conn.execute(_insert(self.engine, ResponseRow.__table__).values(**values)
-                                  .on_conflict_do_nothing(index_elements=["participant", "trial_id"]))
-            stored = result.rowcount == 1
+                                  .on_conflict_do_nothing(index_elements=["participant", "trial_id"])
+                                  .returning(ResponseRow.id))
+            stored = result.first() is not None  # no row back: the (participant, trial) row existed
         return SubmitResult(stored=stored, duplicate=not stored)
 
     # -- state ------------------------------------------------------------------------------------
@@ -495,8 +496,8 @@ class StudyStore:
         """Close the study: no more answers or new participants. Returns False if it was closed already."""
         with self.engine.begin() as conn:
             result = conn.execute(_insert(self.engine, MetaRow.__table__).values(key="closed_at", value=_iso(utcnow()))
-                                  .on_conflict_do_nothing(index_elements=["key"]))
-            return result.rowcount == 1
+                                  .on_conflict_do_nothing(index_elements=["key"]).returning(MetaRow.key))
+            return result.first() is not None
 
     def response_count(self) -> int:
         with self.engine.begin() as conn:
