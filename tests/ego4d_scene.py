@@ -53,6 +53,7 @@ class Scene:
     box: tuple[int, int, int, int] = (60, 40, 110, 90)
     d_box: float = 16.0
     checker: int = 0          # > 0: background is a checkerboard with squares of this many pixels
+    tint: bool = False        # multiply the checkerboard by smooth colour noise
     seed: int = 0
     _tex: dict = field(default_factory=dict, repr=False)
 
@@ -85,7 +86,13 @@ class Scene:
             # A smooth checkerboard (no aliasing): corners exactly at multiples of the square size.
             s = np.sin(np.pi * (u + shift) / self.checker) * np.sin(np.pi * v / self.checker)
             val = (0.5 + 0.35 * np.clip(4.0 * s, -1.0, 1.0)).astype(np.float32)
-            return np.repeat(val[..., None], 3, axis=-1)
+            val = np.repeat(val[..., None], 3, axis=-1)
+            if self.tint:   # smooth colour noise multiplied in: feature matches become unique
+                mx = (u + shift + MARGIN).astype(np.float32)
+                my = (v + MARGIN).astype(np.float32)
+                noise = cv2.remap(self.texture("box"), mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+                val = val * (0.55 + 0.45 * cv2.GaussianBlur(noise, (0, 0), 2.0))
+            return val
         mx = (u + shift + MARGIN).astype(np.float32)
         my = (v + MARGIN).astype(np.float32)
         return cv2.remap(self.texture(which), mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)

@@ -20,7 +20,9 @@ Steps for each video (one job per video; a bad video is logged and skipped, the 
    (or ORB) matches pooled over up to 200 frames spread over the video, ``findFundamentalMat``
    with RANSAC (threshold 3 px) refitted 30 times on the previous round's inliers (M2SVid's
    ``iterative_refinement_ransac``; it matched with LoFTR), ``stereoRectifyUncalibrated``, and the
-   crop to the intersection of both warped frames (M2SVid's ``compute_valid_region``). The
+   crop to the intersection of both warped frames (M2SVid's ``compute_valid_region``); when
+   ``stereoRectifyUncalibrated`` folds a nearly rectified pair (epipoles near infinity), a
+   vertical affine map per eye fitted to the matches is used instead (recorded). The
    estimate is saved as ``<out>/ego4d/rectification/<video_uid>.mp4.json`` in the published
    format (plus match statistics) and reused on a re-run.
 5. **Clips** of ``--clip-frames`` frames (150, M2SVid's) at the source rate, named
@@ -327,9 +329,48 @@ def iterative_ransac(pts1: np.ndarray, pts2: np.ndarray, threshold: float = 3.0,
     return F, pts1, pts2
 
 
+def _affine_rows(in1: np.ndarray, in2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rectification of a nearly rectified pair by a vertical affine map per eye, x unchanged:
+    ``y_L' = a1 x + y`` and ``y_R' = a2 x + b2 y + c2``, fitted by least squares so that matched
+    points share a row (refitted once without residuals above 1 px). Valid while the epipoles are
+    far away (as on a stereo rig); it barely distorts the frames."""
+    def fit(p1, p2):
+        A = np.stack([p1[:, 0], -p2[:, 0], -p2[:, 1], -np.ones(len(p1))], axis=1).astype(np.float64)
+        sol, *_ = np.linalg.lstsq(A, -p1[:, 1].astype(np.float64), rcond=None)
+        return sol, np.abs(A @ sol + p1[:, 1])
+
+    sol, res = fit(in1, in2)
+    keep = res <= 1.0
+    if keep.sum() >= 8 and not keep.all():
+        sol, _ = fit(in1[keep], in2[keep])
+    a1, a2, b2, c2 = sol
+    return (np.array([[1.0, 0, 0], [a1, 1.0, 0], [0, 0, 1.0]]),
+            np.array([[1.0, 0, 0], [a2, b2, c2], [0, 0, 1.0]]))
+
+
+def _rectification_quality(H1, H2, in1, in2, size) -> tuple[tuple[int, int, int, int], float, float]:
+    import cv2
+
+    w, h = size
+    crop = compute_valid_region(H1, H2, size)
+    area = max(0, crop[2] - crop[0]) * max(0, crop[3] - crop[1]) / float(w * h)
+    r1 = cv2.perspectiveTransform(in1.reshape(-1, 1, 2).astype(np.float64), H1).reshape(-1, 2)
+    r2 = cv2.perspectiveTransform(in2.reshape(-1, 1, 2).astype(np.float64), H2).reshape(-1, 2)
+    dy = np.abs(r1[:, 1] - r2[:, 1])
+    return crop, area, dy
+
+
 def estimate_rectification(left: np.ndarray, right: np.ndarray, detector: str = "sift") -> Rectification:
     """Estimate the rectifying homographies of raw eyes (T, h, w, 3) as M2SVid's
-    ``compute_rectification_params.py`` does (with OpenCV features instead of LoFTR)."""
+    ``compute_rectification_params.py`` does (with OpenCV features instead of LoFTR): pooled
+    matches, 30-round refitted RANSAC, ``cv2.stereoRectifyUncalibrated``, the valid crop.
+
+    ``stereoRectifyUncalibrated`` (Hartley's method) is unstable when the epipoles are nearly at
+    infinity, i.e. on pairs that are almost rectified already (a stereo rig): it can return
+    homographies that fold the frame. Its result is kept when the common crop covers at least
+    half of the eye and the matches share rows (95th percentile of the row error <= 1 px); else
+    the pair is rectified by a vertical affine map per eye fitted to the matches
+    (:func:`_affine_rows`), under the same checks; ``stats["method"]`` says which."""
     import cv2
 
     h, w = left.shape[1:3]
@@ -338,22 +379,23 @@ def estimate_rectification(left: np.ndarray, right: np.ndarray, detector: str = 
     if F is None or len(in1) < 8:
         raise StereobenchError(f"cannot estimate the rectification: {len(pts1)} feature matches, {len(in1)} "
                                f"RANSAC inliers (need >= 8); give the published homography JSON with --homographies")
+    candidates = []
     ok, H1, H2 = cv2.stereoRectifyUncalibrated(in1.reshape(-1, 1, 2), in2.reshape(-1, 1, 2), F, (w, h))
-    if not ok:
-        raise StereobenchError("cv2.stereoRectifyUncalibrated failed on this video's matches; give the published "
-                               "homography JSON with --homographies")
-    H1, H2 = np.asarray(H1, np.float64), np.asarray(H2, np.float64)
-    crop = compute_valid_region(H1, H2, (w, h))
-    if crop[2] - crop[0] < 16 or crop[3] - crop[1] < 16:
-        raise StereobenchError(f"the estimated rectification leaves no usable common region (crop {list(crop)} of a "
-                               f"{w}x{h} eye); give the published homography JSON with --homographies")
-    r1 = cv2.perspectiveTransform(in1.reshape(-1, 1, 2).astype(np.float64), H1).reshape(-1, 2)
-    r2 = cv2.perspectiveTransform(in2.reshape(-1, 1, 2).astype(np.float64), H2).reshape(-1, 2)
-    dy = np.abs(r1[:, 1] - r2[:, 1])
-    stats = {"matches": len(pts1), "inliers": len(in1), "detector": detector,
-             "row_error_median_px": round(float(np.median(dy)), 4),
-             "row_error_p95_px": round(float(np.percentile(dy, 95)), 4)}
-    return Rectification(H1, H2, crop, origin="estimated", stats=stats)
+    if ok:
+        candidates.append(("stereoRectifyUncalibrated", np.asarray(H1, np.float64), np.asarray(H2, np.float64)))
+    candidates.append(("affine-rows", *_affine_rows(in1, in2)))
+    tried = []
+    for method, H1, H2 in candidates:
+        crop, area, dy = _rectification_quality(H1, H2, in1, in2, (w, h))
+        p95 = float(np.percentile(dy, 95))
+        tried.append(f"{method}: crop {area:.0%} of the eye, row error p95 {p95:.2f} px")
+        if area >= 0.5 and p95 <= 1.0:
+            stats = {"method": method, "matches": len(pts1), "inliers": len(in1), "detector": detector,
+                     "row_error_median_px": round(float(np.median(dy)), 4), "row_error_p95_px": round(p95, 4),
+                     "crop_fraction": round(area, 4)}
+            return Rectification(H1, H2, crop, origin="estimated", stats=stats)
+    raise StereobenchError("no usable rectification from this video's matches (" + "; ".join(tried)
+                           + "); give the published homography JSON with --homographies")
 
 
 # ------------------------------------------------------------------------------- shift
