@@ -35,13 +35,15 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of ``password`` (argon2-cffi defaults, random salt)."""
+def hash_password(password: str, **params: int) -> str:
+    """An argon2id hash of ``password`` (argon2-cffi's defaults, random salt). ``params``
+    (``time_cost``, ``memory_cost``, ``parallelism``) override the cost; the hash records them,
+    so verification uses whatever the hash says (the tests use cheap ones)."""
     from argon2 import PasswordHasher
 
     if not isinstance(password, str) or not password:
         raise StereobenchError("the admin password must not be empty")
-    return PasswordHasher().hash(password)
+    return PasswordHasher(**params).hash(password)
 
 
 def admin_hash(password_hash: str | None = None) -> str | None:
