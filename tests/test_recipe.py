@@ -190,7 +190,9 @@ def test_recipe_fields_are_checked(field, value):
 
 
 def test_depth_sources_are_declared():
-    assert set(DEPTH_SOURCES) == {"gt"} and DEPTH_SOURCES["gt"].settings == ()
+    assert DEPTH_SOURCES["gt"].settings == () and not DEPTH_SOURCES["gt"].uses_d_max
+    # issue 13: user depth files and depth models scale by D_max (tests/test_depth_stage.py)
+    assert {"files", "depth-anything-v2", "transformers", "depthcrafter"} <= set(DEPTH_SOURCES)
 
 
 # ---------------------------------------------------------------------------- load_input
@@ -238,9 +240,9 @@ class _CountBuilds:
         self.calls = 0
         original = cache_module.build_input
 
-        def counting(recipe, clip):
+        def counting(recipe, clip, *rest):
             self.calls += 1
-            return original(recipe, clip)
+            return original(recipe, clip, *rest)
 
         monkeypatch.setattr(cache_module, "build_input", counting)
 

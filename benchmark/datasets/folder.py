@@ -9,10 +9,14 @@ Layout of ``root`` (any video format FFmpeg reads, or a folder of PNG/JPG frames
       street_disparity.npy     disparity of the LEFT view in pixels, float (T, H, W) or
                                (T, 1, H, W), x_R = x_L - d, NaN = invalid (optional: without it
                                a depth source must provide disparity)
+      street_depth.npy         your own depth maps for ``--depth files`` (optional): .npy/.npz
+                               (T, H, W), or a folder street_depth/ of per-frame PNG16/EXR/NPY
+                               files; disparity-like (larger = nearer) unless declared depth
       beach.mp4                a video without "_left" is a left-only (monocular) clip
 
 Clip names are the file stems without ``_left``: ``street``, ``beach``. Sizes and frame rates stay
-native; a clip protocol resamples them later.
+native; a clip protocol resamples them later. Only the left video is required: a clip without a
+right view is run (with a depth source naming where its disparity comes from) but not scored.
 """
 
 from __future__ import annotations
@@ -36,6 +40,21 @@ def _is_video(path: Path) -> bool:
     if path.is_dir():
         return any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in path.iterdir())
     return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+DEPTH_FILE_SUFFIXES = (".npy", ".npz")
+
+
+def _depth_files(root: Path, name: str) -> Path | None:
+    """``<name>_depth.npy`` / ``.npz`` or a ``<name>_depth/`` folder of per-frame files, if any."""
+    folder = root / f"{name}_depth"
+    if folder.is_dir():
+        return folder
+    for suffix in DEPTH_FILE_SUFFIXES:
+        candidate = root / f"{name}_depth{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 class FolderDataset:
@@ -62,7 +81,7 @@ class FolderDataset:
             if path.name.startswith(".") or not _is_video(path):
                 continue
             stem = path.stem if path.is_file() else path.name
-            if stem.endswith("_right") or stem.endswith("_disparity"):
+            if stem.endswith(("_right", "_disparity", "_depth")):
                 continue
             name = stem[: -len("_left")] if stem.endswith("_left") else stem
             files = {"left": path}
@@ -73,6 +92,9 @@ class FolderDataset:
             disparity = self.root / f"{name}_disparity.npy"
             if disparity.is_file():
                 files["disparity"] = disparity
+            depth = _depth_files(self.root, name)
+            if depth is not None:
+                files["depth"] = depth
             self._clips[name] = files
         if not self._clips:
             raise StereobenchError(f"dataset folder {str(self.root)!r} holds no videos; expected "
@@ -182,5 +204,10 @@ class FolderDataset:
             disparity = torch.where(torch.isfinite(disparity), disparity, torch.nan)
         if window is not None and left.source_indices is not None:
             metadata["source_frame_indices"] = left.source_indices.tolist()
+        if "depth" in files:
+            # The depth files must hold one map per frame of the whole video (checked when read).
+            total = left.frames.shape[0] if window is None else left_count()
+            if total is not None:
+                metadata["source_frame_count"] = int(total)
         return Clip(clip_id=f"{self.name}/{name}", left=left.frames, fps=left.fps, right=right,
                     disparity=disparity, timestamps=left.timestamps, metadata=metadata)

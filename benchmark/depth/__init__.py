@@ -19,6 +19,7 @@ from benchmark.depth.base import (
            DEPTH_MODELS,
            DepthModel,
            depth_model_class,
+    depth_model_identity,
            load_depth_model,
 )
 from benchmark.depth.files import (
@@ -35,5 +36,5 @@ from benchmark.depth.stability import (
 )
 
 __all__ = ["DEPTH_KINDS", "DEPTH_MODELS", "STABILITY_MODES", "DepthModel", "FileDepth", "TemporalNormalizer",
-           "count_depth_frames", "depth_model_class", "load_depth_model", "normalize_video", "read_depth_files",
+           "count_depth_frames", "depth_model_class", "depth_model_identity", "load_depth_model", "normalize_video", "read_depth_files",
            "write_depth_files"]

@@ -67,11 +67,7 @@ class DepthModel(ABC):
 
     def __init__(self, *, weights: Any = None, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                  **settings: Any):
-        unknown = sorted(set(settings) - set(self.SETTINGS))
-        if unknown:
-            accepted = ", ".join(sorted(self.SETTINGS)) or "no settings"
-            raise StereobenchError(f"depth model {self.NAME!r} does not take {', '.join(unknown)}; it takes {accepted}")
-        self._settings = {**self.SETTINGS, **settings}
+        self._settings = self.check_settings(settings)
         self.weights = weights
         self.device = torch.device(device)
         self.dtype = dtype if dtype is not None else torch.float32
@@ -90,7 +86,7 @@ class DepthModel(ABC):
     @property
     def settings(self) -> dict[str, Any]:
         """Every setting that changes the output (a fresh dict; cache keys)."""
-        return dict(self._settings)
+        return {k: v for k, v in self._settings.items() if k not in self.SPEED_SETTINGS}
 
     def identity(self) -> dict[str, Any]:
         """``{"spec": ..., "settings": ...}``: what a depth cache entry is keyed by."""
@@ -131,6 +127,27 @@ class DepthModel(ABC):
     def _predict(self, frames: torch.Tensor, start: int) -> torch.Tensor:
         """(T, H, W) relative inverse depth for validated frames."""
 
+    #: Settings that change speed, not the output (left out of :attr:`settings` and identities).
+    SPEED_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """``SETTINGS`` updated by ``settings``; an unknown name is a one-line error."""
+        unknown = sorted(set(settings) - set(cls.SETTINGS))
+        if unknown:
+            accepted = ", ".join(sorted(cls.SETTINGS)) or "no settings"
+            raise StereobenchError(f"depth model {cls.NAME!r} does not take {', '.join(unknown)}; it takes {accepted}")
+        return {**cls.SETTINGS, **settings}
+
+    @classmethod
+    def identify(cls, weights: Any = None, **settings: Any) -> dict[str, Any]:
+        """What a model built with these arguments would be, without loading it (cheap; for
+        input recipes): ``{"model", "revision", "settings"}`` as :attr:`spec` and
+        :attr:`settings` of the loaded model would say."""
+        merged = cls.check_settings(settings)
+        return {"model": "", "revision": "",
+                "settings": {k: v for k, v in merged.items() if k not in cls.SPEED_SETTINGS}}
+
     @classmethod
     def weight_specs(cls) -> tuple:
         """The :class:`~benchmark.weights.WeightSpec` records of the default weights (for listings)."""
@@ -145,6 +162,12 @@ def depth_model_class(name: str) -> type[DepthModel]:
     if name not in DEPTH_MODELS:
         raise did_you_mean(str(name), DEPTH_MODELS.names(), "depth model")
     return DEPTH_MODELS[name]
+
+
+def depth_model_identity(name: str, *, weights: Any = None, **settings: Any) -> dict[str, Any]:
+    """``{"model", "revision", "settings"}`` of a model without loading it (see
+    :meth:`DepthModel.identify`); resolves weights offline, so absent weights fail here already."""
+    return depth_model_class(name).identify(weights=weights, **settings)
 
 
 def load_depth_model(name: str, *, weights: Any = None, device: str | torch.device = "cpu",
@@ -169,4 +192,4 @@ def load_depth_model(name: str, *, weights: Any = None, device: str | torch.devi
     return cls(weights=weights, device=device, dtype=dtype, **settings)
 
 
-__all__ = ["DEPTH_MODELS", "DepthModel", "depth_model_class", "load_depth_model"]
+__all__ = ["DEPTH_MODELS", "DepthModel", "depth_model_class", "depth_model_identity", "load_depth_model"]

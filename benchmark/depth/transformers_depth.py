@@ -66,31 +66,52 @@ class TransformersDepth(DepthModel):
     ENV_VAR: ClassVar[str] = ""
     WEIGHTS_FROM_USER: ClassVar[bool] = True  # no default checkpoint: `stereobench weights` has no row
 
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        merged = super().check_settings(settings)
+        if merged["output"] not in OUTPUT_KINDS:
+            raise did_you_mean(str(merged["output"]), OUTPUT_KINDS, "depth model output")
+        if int(merged["batch_size"]) < 1:
+            raise StereobenchError(f"depth batch_size must be >= 1, got {merged['batch_size']}")
+        return merged
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        if self._settings["output"] not in OUTPUT_KINDS:
-            raise did_you_mean(str(self._settings["output"]), OUTPUT_KINDS, "depth model output")
-        if int(self._settings["batch_size"]) < 1:
-            raise StereobenchError(f"depth batch_size must be >= 1, got {self._settings['batch_size']}")
-        source = self.weights
-        if source is None and self.ENV_VAR and os.environ.get(self.ENV_VAR):
-            source = os.environ[self.ENV_VAR]
-        if source is None:
-            source = self.default_weights()
-        if source is None:
-            raise StereobenchError(f"depth model {self.NAME!r} needs weights: a model folder or a Hugging Face id in "
-                                   f"the local cache (e.g. --weights-depth {DAV2_DEFAULT})")
-        self.source = str(source)
-        how = self.how_to_get(self.source)
-        self.path = resolve_weights(self.source, what=f"depth model {self.NAME} weights", how_to_get=how)
-        if not self.path.is_dir():
-            raise StereobenchError(f"depth model {self.NAME} weights {self.path} is a file; give the model folder "
-                                   f"(config.json, model.safetensors, preprocessor_config.json)")
+        self.source, self.path = self._resolve(self.weights, self._settings)
         self._load(self.path)
 
-    def default_weights(self) -> str | None:
+    SPEED_SETTINGS = ("batch_size",)
+
+    @classmethod
+    def default_weights(cls, settings: dict[str, Any]) -> str | None:
         """The weights used when none are given (None: weights are required)."""
         return None
+
+    @classmethod
+    def _resolve(cls, weights: Any, settings: dict[str, Any]) -> tuple[str, Path]:
+        """(source as given or defaulted, local folder), offline."""
+        source = weights
+        if source is None and cls.ENV_VAR and os.environ.get(cls.ENV_VAR):
+            source = os.environ[cls.ENV_VAR]
+        if source is None:
+            source = cls.default_weights(settings)
+        if source is None:
+            raise StereobenchError(f"depth model {cls.NAME!r} needs weights: a model folder or a Hugging Face id in "
+                                   f"the local cache (e.g. --weights-depth {DAV2_DEFAULT})")
+        source = str(source)
+        path = resolve_weights(source, what=f"depth model {cls.NAME} weights", how_to_get=cls.how_to_get(source))
+        if not path.is_dir():
+            raise StereobenchError(f"depth model {cls.NAME} weights {path} is a file; give the model folder "
+                                   f"(config.json, model.safetensors, preprocessor_config.json)")
+        return source, path
+
+    @classmethod
+    def identify(cls, weights: Any = None, **settings: Any) -> dict[str, Any]:
+        merged = cls.check_settings(settings)
+        source, path = cls._resolve(weights, merged)
+        model = source if source_kind(source) == "hf" else str(path)
+        return {"model": model, "revision": _folder_revision(path),
+                "settings": {k: v for k, v in merged.items() if k not in cls.SPEED_SETTINGS}}
 
     @classmethod
     def how_to_get(cls, source: str) -> str:
@@ -137,12 +158,6 @@ class TransformersDepth(DepthModel):
         model = self.source if source_kind(self.source) == "hf" else str(self.path)
         return {"name": self.NAME, "model": model, "revision": self._revision}
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        settings = dict(self._settings)
-        settings.pop("batch_size")  # changes speed, not the output
-        settings["output"] = self.output_kind
-        return settings
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W) in [0, 1] -> the model's ``pixel_values`` (its own config)."""
@@ -177,14 +192,16 @@ class DepthAnythingV2(TransformersDepth):
     ENV_VAR = DAV2_ENV
     WEIGHTS_FROM_USER = False
 
-    def __init__(self, **kwargs: Any):
-        variant = kwargs.get("variant", "small")
-        if variant not in DAV2_IDS:
-            raise did_you_mean(str(variant), DAV2_IDS, "Depth Anything V2 variant")
-        super().__init__(**kwargs)
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        merged = super().check_settings(settings)
+        if merged["variant"] not in DAV2_IDS:
+            raise did_you_mean(str(merged["variant"]), DAV2_IDS, "Depth Anything V2 variant")
+        return merged
 
-    def default_weights(self) -> str:
-        return DAV2_IDS[self._settings["variant"]][0]
+    @classmethod
+    def default_weights(cls, settings: dict[str, Any]) -> str:
+        return DAV2_IDS[settings["variant"]][0]
 
     @property
     def licence(self) -> str:
@@ -194,11 +211,6 @@ class DepthAnythingV2(TransformersDepth):
                 return licence
         return "see the checkpoint's model card (Small: Apache-2.0; Base/Large: CC-BY-NC-4.0)"
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        settings = super().settings
-        settings.pop("variant")  # the weights (spec) say which variant it is
-        return settings
 
     @classmethod
     def weight_specs(cls) -> tuple[WeightSpec, ...]:

@@ -105,8 +105,9 @@ def _check_clip(clip: Clip) -> None:
             f"clip {clip.clip_id!r}: left video must be (T, 3, H, W) with T > 0, got {tuple(getattr(left, 'shape', ()))}")
     if disparity is None:
         raise MissingDepthError(
-            f"clip {clip.clip_id!r} has no disparity; give a dataset with ground-truth disparity (for a folder "
-            f"dataset: <name>_disparity.npy, (T, H, W) pixels of the left view, beside the video)")
+            f"clip {clip.clip_id!r} has no disparity; name a depth source (--depth depth-anything-v2, or --depth "
+            f"files with <name>_depth.npy beside the video) or give ground-truth disparity (a folder dataset's "
+            f"<name>_disparity.npy, (T, H, W) pixels of the left view)")
     t, _, h, w = left.shape
     if disparity.dim() != 4 or disparity.shape[1] != 1:
         raise StereobenchError(f"clip {clip.clip_id!r}: disparity must be (T, 1, H, W), got {tuple(disparity.shape)}")
@@ -128,25 +129,34 @@ def _check_clip(clip: Clip) -> None:
         raise StereobenchError(f"clip {clip.clip_id!r}: left video holds NaN or inf values; check the decoder")
 
 
-def _depth_disparity(clip: Clip, recipe: InputRecipe) -> torch.Tensor | None:
+def _depth_disparity(clip: Clip, recipe: InputRecipe, depth_cache: Any = None,
+                     timings: dict[str, float] | None = None) -> torch.Tensor | None:
     """The disparity the recipe's depth source gives for a protocol-processed clip.
 
     ``gt``: the clip's own ground-truth disparity, unchanged (None when it has none; the clip
-    check then names the problem). Depth models will be dispatched here by ``recipe.depth``.
+    check then names the problem). ``files`` and depth models:
+    :func:`benchmark.stereo.depth_stage.recipe_disparity` (normalised, scaled by D_max).
     """
     if recipe.depth == "gt":
         return clip.disparity
-    raise StereobenchError(f"depth source {recipe.depth!r} is not available yet; use depth 'gt'")
+    from benchmark.stereo.depth_stage import recipe_disparity
+
+    return recipe_disparity(clip, recipe, depth_cache, timings)
 
 
-def build_stereo_input(clip: Clip, recipe: InputRecipe) -> StereoInput:
+def build_stereo_input(clip: Clip, recipe: InputRecipe, depth_cache: Any = None,
+                       timings: dict[str, float] | None = None) -> StereoInput:
     """Warp a protocol-processed clip into the :class:`StereoInput` every method consumes.
 
     Args:
         clip: clip after :func:`apply_protocol` (the recipe's protocol), with disparity when the
-            recipe's depth source is ``gt``.
+            recipe's depth source is ``gt`` (``files``: the depth files' carrier from
+            :func:`~benchmark.stereo.depth_stage.attach_depth_files`).
         recipe: the input recipe (its protocol's ``hole_mask_closing`` is applied here, its
             ``params()`` become the input's params).
+        depth_cache: a :class:`~benchmark.stereo.depth_stage.DepthCache` for depth models' raw
+            output, or None to compute it.
+        timings: ``"depth"`` accumulates the seconds spent on depth.
 
     Returns:
         StereoInput: left and warped float32 (T, 3, H, W) in [0, 1] (warped 0 under the mask),
@@ -159,7 +169,7 @@ def build_stereo_input(clip: Clip, recipe: InputRecipe) -> StereoInput:
     from benchmark.stereo import get_warp
 
     warp_fn = get_warp(recipe.warp)  # an unknown name fails before any work
-    disparity = _depth_disparity(clip, recipe)
+    disparity = _depth_disparity(clip, recipe, depth_cache, timings)
     if disparity is not clip.disparity:
         clip = dataclasses.replace(clip, disparity=disparity)
     _check_clip(clip)
@@ -175,16 +185,26 @@ def build_stereo_input(clip: Clip, recipe: InputRecipe) -> StereoInput:
     return inp
 
 
-def build_input(recipe: InputRecipe, clip: Clip) -> tuple[StereoInput, torch.Tensor | None]:
+def build_input(recipe: InputRecipe, clip: Clip, depth_cache: Any = None,
+                timings: dict[str, float] | None = None) -> tuple[StereoInput, torch.Tensor | None]:
     """(StereoInput, ground-truth right view or None) for a clip at its native size.
 
     The recipe's protocol is applied first, unless ``clip.metadata["protocol"]`` says it already
-    went through exactly that protocol. The ground truth is kept beside the input, never inside
-    it: methods only ever see the StereoInput.
+    went through exactly that protocol (for the ``files`` depth source the clip's depth files are
+    read at native size first and go through the protocol with the video). The ground truth is
+    kept beside the input, never inside it: methods only ever see the StereoInput.
+    ``depth_cache`` / ``timings``: see :func:`build_stereo_input`.
     """
     if clip.metadata.get("protocol") != recipe.protocol.to_dict():
+        if recipe.depth == "files":
+            from benchmark.stereo.depth_stage import attach_depth_files
+
+            t0 = time.perf_counter()
+            clip = attach_depth_files(clip, recipe)
+            if timings is not None:
+                timings["depth"] = timings.get("depth", 0.0) + time.perf_counter() - t0
         clip = apply_protocol(clip, recipe.protocol)
-    inp = build_stereo_input(clip, recipe)
+    inp = build_stereo_input(clip, recipe, depth_cache, timings)
     gt_right = clip.right.to(torch.float32).contiguous() if clip.right is not None else None
     return inp, gt_right
 
@@ -224,6 +244,9 @@ class StereoInputCache:
     Attributes:
         hits: entries served from disk by :meth:`get_or_build` on this object.
         builds: entries built (and stored) by :meth:`get_or_build` on this object.
+        timings: seconds spent by builds on this object, by phase (``"depth"``: depth files or a
+            depth model, cached or not).
+        depth_cache: the raw depth-model cache below this one (``<root>/depth``).
     """
 
     _swept: set[str] = set()  # roots this process already swept
@@ -232,6 +255,10 @@ class StereoInputCache:
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.hits = 0
         self.builds = 0
+        self.timings: dict[str, float] = {}
+        from benchmark.stereo.depth_stage import DepthCache
+
+        self.depth_cache = DepthCache(self.root / "depth")
         if sweep and str(self.root) not in StereoInputCache._swept:
             StereoInputCache._swept.add(str(self.root))
             self.sweep_orphans()
@@ -434,7 +461,7 @@ class StereoInputCache:
         if hit is not None:
             self.hits += 1
             return hit
-        inp, gt_right = build_input(recipe, clip_loader())
+        inp, gt_right = build_input(recipe, clip_loader(), self.depth_cache, self.timings)
         self.store(key, inp, gt_right)
         self.builds += 1
         return inp, gt_right

@@ -17,10 +17,13 @@ training and, later, ``convert``), then gets the input through the cache with
     inp, gt_right = load_input(dataset, recipe, StereoInputCache())
 
 Depth is a first-class part of the recipe: :data:`DEPTH_SOURCES` lists the sources and the
-settings each accepts. Only ``gt`` exists today (the dataset's ground-truth disparity, used as
-it is, so it has no settings and no D_max or convergence: rescaling it would no longer match the
-ground-truth right view it is scored against). Depth models will add entries here, and their
-D_max / convergence / settings then separate their cache entries from each other.
+settings each accepts. ``gt`` is the dataset's ground-truth disparity, used as it is (no
+settings, no D_max or convergence: rescaling it would no longer match the ground-truth right
+view it is scored against). ``files`` (the clip's own depth files) and the depth models
+(``depth-anything-v2``, ``transformers``, ``depthcrafter``) are normalised to [0, 1]
+(``stability``) and scaled by D_max (pixels, or ``d_max_percent`` of the width, default 5 %) and
+convergence (default 0); the model's id and weights revision, its settings, the normalisation,
+D_max and convergence are all in the key, so a change of any of them is another cache entry.
 
 This module imports no dataset code (the stereo floor must not import ``benchmark.datasets``):
 a dataset is any object with ``spec`` (``name``, ``revision``, ``default_protocol``) and
@@ -52,23 +55,60 @@ class DepthSource:
     """A way to get disparity for a clip.
 
     Attributes:
-        name: registry name (``"gt"``).
+        name: registry name (``"gt"``, ``"files"``, ``"depth-anything-v2"``...).
         description: one line for help texts.
         settings: names of the settings it accepts (keyword arguments of :func:`make_recipe`).
         uses_d_max: whether D_max / convergence apply (a relative depth model's output is
             normalised and scaled by them; ground-truth disparity is already in pixels).
+        model: the :data:`benchmark.depth.DEPTH_MODELS` name that computes it ("" for ``gt`` and
+            ``files``, which read data the dataset carries).
+        defaults: setting values used when the caller gives none (they go into the key too).
     """
 
     name: str
     description: str
     settings: tuple[str, ...] = ()
     uses_d_max: bool = False
+    model: str = ""
+    defaults: tuple[tuple[str, Any], ...] = ()
 
+
+#: Settings of the temporal normalisation (:func:`benchmark.depth.normalize_video`) and D_max in
+#: percent of the width, taken by every source that scales by D_max.
+NORMALISE_SETTINGS = ("stability", "lookahead", "decay", "low_percentile", "high_percentile", "d_max_percent")
+#: Settings that name a model's weights: ``weights`` (a folder or hub id) resolves to ``model`` and
+#: ``revision`` when the recipe is made, so changed weights make another key.
+MODEL_SETTINGS = ("weights", "variant", "output")
+#: D_max when neither pixels nor a percentage is given: M2SVid's rule, 5 % of the width.
+DEFAULT_D_MAX_PERCENT = 5.0
+#: Convergence when none is given: 0 (everything in front of the screen; M2SVid's rule).
+DEFAULT_CONVERGENCE = 0.0
 
 #: Depth sources by name. ``gt``: the dataset's ground-truth disparity (a folder dataset's
-#: ``<name>_disparity.npy``), used unchanged.
+#: ``<name>_disparity.npy``), used unchanged. ``files``: the clip's own depth files
+#: (``<name>_depth.*`` beside a folder dataset's video). The others run a depth model of
+#: :data:`benchmark.depth.DEPTH_MODELS` on the protocol-processed left video (cached below the
+#: input cache by video content and model identity).
 DEPTH_SOURCES: dict[str, DepthSource] = {
     "gt": DepthSource("gt", "the dataset's ground-truth disparity, in pixels of the left view, unchanged"),
+    "files": DepthSource(
+        "files", "the clip's own depth files (<name>_depth.npy/.npz, or a <name>_depth/ folder of PNG16/EXR/NPY "
+                 "frames), normalised and scaled by D_max", settings=("kind", *NORMALISE_SETTINGS), uses_d_max=True,
+        defaults=(("kind", "disparity"), ("stability", "ema"))),
+    "depth-anything-v2": DepthSource(
+        "depth-anything-v2", "Depth Anything V2 (per frame, transformers), temporally normalised",
+        settings=(*MODEL_SETTINGS, *NORMALISE_SETTINGS), uses_d_max=True, model="depth-anything-v2",
+        defaults=(("stability", "ema"),)),
+    "transformers": DepthSource(
+        "transformers", "any transformers depth-estimation checkpoint (weights=folder or cached hub id)",
+        settings=(*MODEL_SETTINGS, *NORMALISE_SETTINGS), uses_d_max=True, model="transformers",
+        defaults=(("stability", "ema"),)),
+    "depthcrafter": DepthSource(
+        "depthcrafter", "DepthCrafter (video diffusion, windows of 110 frames; research-only licence)",
+        settings=("weights", "steps", "window", "overlap", "max_res", "seed", *NORMALISE_SETTINGS), uses_d_max=True,
+        model="depthcrafter",
+        # the official output is min-max normalised over the whole video
+        defaults=(("stability", "video"), ("low_percentile", 0.0), ("high_percentile", 100.0))),
 }
 
 
@@ -224,9 +264,37 @@ def make_recipe(dataset: Any, clip: str, protocol: ClipProtocol | str | None = N
         raise StereobenchError(
             f"depth source {depth!r} gives disparity in pixels already; D_max and convergence apply to depth "
             f"models only (drop them, or choose a depth model)")
+    if source.uses_d_max:
+        depth_settings = _depth_settings(source, d_max, depth_settings)
+        if convergence is None:
+            convergence = DEFAULT_CONVERGENCE
     return InputRecipe(dataset=spec.name, dataset_revision=getattr(spec, "revision", "") or "", clip=clip,
                        protocol=protocol, depth=depth, depth_settings=tuple(depth_settings.items()),
                        d_max=d_max, convergence=convergence, warp=warp)
 
 
-__all__ = ["DEPTH_SOURCES", "DepthSource", "InputRecipe", "KEY_VERSION", "STAGE_VERSION", "make_recipe"]
+def _depth_settings(source: DepthSource, d_max: float | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """A depth source's settings with its defaults, D_max as pixels or percent, and a model's
+    ``weights`` resolved to ``model`` + ``revision`` (cheap: no model is loaded)."""
+    from benchmark.depth.stability import STABILITY_MODES
+
+    out = {**dict(source.defaults), **{k: v for k, v in settings.items() if v is not None}}
+    if d_max is not None and "d_max_percent" in out:
+        raise StereobenchError("give D_max once: in pixels (d_max) or in percent of the width (d_max_percent)")
+    if d_max is None:
+        out.setdefault("d_max_percent", DEFAULT_D_MAX_PERCENT)
+        if not (float(out["d_max_percent"]) >= 0):
+            raise StereobenchError(f"D_max must be >= 0 percent of the width, got {out['d_max_percent']}")
+    if out.get("stability") not in STABILITY_MODES:
+        raise did_you_mean(str(out.get("stability")), STABILITY_MODES, "depth stability mode")
+    if source.model:
+        from benchmark.depth import depth_model_identity
+
+        model_settings = {k: out.pop(k) for k in ("variant", "output", "steps", "window", "overlap", "max_res", "seed")
+                          if k in out}
+        spec = depth_model_identity(source.model, weights=out.pop("weights", None), **model_settings)
+        out.update(model=spec["model"], revision=spec["revision"], **spec["settings"])
+    return out
+
+
+__all__ = ["DEFAULT_CONVERGENCE", "DEFAULT_D_MAX_PERCENT", "DEPTH_SOURCES", "KEY_VERSION", "STAGE_VERSION", "DepthSource", "InputRecipe", "make_recipe"]
