@@ -15,7 +15,7 @@ from benchmark.errors import StereobenchError
 def test_registry_lists_working_names_only():
     names = dataset_names()
     assert {"synthetic", "middlebury-motorcycle", "folder"} <= set(names)
-    assert "stereo4d" not in names and "ego4d" not in names  # not registered until they work
+    assert {"stereo4d", "ego4d"} <= set(names)  # registered since issue 12 (prepared data, user-fetched)
     assert set(BUNDLED) <= set(names)
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
 
+from benchmark.datasets import prepared
 from benchmark.datasets.prepared import (
     PreparedDataset,
     clip_dir,
     clip_is_prepared,
     read_manifest,
     read_split,
+    reconcile_manifest,
     sweep_temp_clip_folders,
     update_manifest,
     write_prepared_clip,
@@ -120,12 +123,31 @@ def test_killed_write_leaves_no_clip_and_is_swept(tmp_path):
     left, right, disparity = _views(t=2)
     write_prepared_clip(tmp_path, "ok", left=left, right=right, disparity=disparity, fps=5, source={})
     # what a SIGKILLed writer leaves: a hidden temporary folder whose pid no longer exists
-    debris = tmp_path / "clips" / ".dead.tmp-999999999-abcdef12"
+    debris = tmp_path / "clips" / f".dead.tmp-999999999-{prepared._HOST}abcdef12"
     debris.mkdir()
     (debris / "left.mp4").write_bytes(b"partial")
+    # another machine's temporary folder (shards on a shared filesystem): its pid means nothing here
+    foreign = tmp_path / "clips" / ".busy.tmp-999999999-0badc0deabcdef12"
+    foreign.mkdir()
     assert not clip_is_prepared(tmp_path, "dead")
     assert PreparedDataset(tmp_path).clip_names() == ["ok"]
-    assert sweep_temp_clip_folders(tmp_path) == [debris] and not debris.exists()
+    assert sweep_temp_clip_folders(tmp_path) == [debris] and not debris.exists() and foreign.exists()
+    old = time.time() - prepared.FOREIGN_TEMP_AGE_S - 10
+    os.utime(foreign, (old, old))
+    assert sweep_temp_clip_folders(tmp_path) == [foreign]
+
+
+def test_reconcile_puts_back_a_clip_the_manifest_lost(tmp_path):
+    left, right, disparity = _views(t=2)
+    entry = write_prepared_clip(tmp_path, "a", left=left, right=right, disparity=disparity, fps=5, source={},
+                                update=False)
+    update_manifest(tmp_path, {})
+    assert read_manifest(tmp_path)["clips"] == {}
+    reconcile_manifest(tmp_path, ["a", "never-prepared"])
+    assert read_manifest(tmp_path)["clips"] == {"a": entry}
+    stamp = os.stat(tmp_path / "manifest.json").st_mtime_ns
+    reconcile_manifest(tmp_path, ["a"])
+    assert os.stat(tmp_path / "manifest.json").st_mtime_ns == stamp
 
 
 def test_clip_folder_without_manifest_entry_is_found_and_truncated_file_is_named(tmp_path):

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warp-mode", choices=["shared", "native"], help="one shared warp, or each method's own")
     parser.add_argument("--metrics", help="comma-separated metrics, e.g. psnr,msssim,lpips_vgg")
     parser.add_argument("--clips", type=int, metavar="N", help="only the first N clips of every dataset")
+    parser.add_argument("--split", metavar="NAME",
+                        help="named split of every dataset (datasets with splits: stereo4d train | test | m2svid-test "
+                             "| m2svid-val64, ego4d test, prepared: any <root>/splits/NAME.txt)")
     parser.add_argument("--save-videos", action="store_true", default=None,
                         help="write left/warped/mask/gt and every method's output as H.264 MP4")
     parser.add_argument("--overwrite", choices=["only-missing", "never", "always"],
@@ -92,18 +95,35 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.dataset:
         options = parse_options(args.option)
         overrides["datasets"] = [{"name": name, "options": options} for name in args.dataset]
+        if args.protocol is None and not args.config:
+            overrides["protocol"] = _default_protocol(args.dataset)
     elif args.option:
         from benchmark.errors import StereobenchError
 
         raise StereobenchError("--option applies to datasets given with --dataset; put options of the "
                                "config's datasets under 'options' in the config file")
     merged = merge_overrides(config, overrides)
+    if getattr(args, "split", None):
+        data = merged.to_dict()
+        for entry in data["datasets"]:
+            entry["options"] = {**entry.get("options", {}), "split": args.split}
+        merged = merge_overrides(merged, {"datasets": data["datasets"]})
     if args.clips is not None:
         data = merged.to_dict()
         for entry in data["datasets"]:
             entry["clips"] = args.clips
         merged = merge_overrides(merged, {"datasets": data["datasets"]})
     return merged
+
+
+def _default_protocol(names: list[str]) -> str | None:
+    """The protocol every named dataset asks for by default (``DEFAULT_RUN_PROTOCOL`` on its class,
+    e.g. ``paper`` for Stereo4D and Ego4D), or None (the config's default) when they differ or
+    do not say."""
+    from benchmark.datasets import DATASETS
+
+    wanted = {getattr(DATASETS[name], "DEFAULT_RUN_PROTOCOL", None) if name in DATASETS else None for name in names}
+    return wanted.pop() if len(wanted) == 1 else None
 
 
 def run(args: argparse.Namespace) -> int:

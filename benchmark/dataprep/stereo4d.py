@@ -61,6 +61,7 @@ import numpy as np
 
 from benchmark.datasets.prepared import (
     clip_is_prepared,
+    reconcile_manifest,
     valid_clip_id,
     write_prepared_clip,
     write_split,
@@ -694,6 +695,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     report = run_jobs(jobs, out_root=out, workers=args.workers, shard=parse_shard(args.shard), desc="stereo4d",
                       progress=not args.no_progress)
+    reconcile_manifest(out, [job.job_id for job in jobs])
     for name, ids in plan["splits"].items():
         write_split(out, name, ids)
     matches = plan["m2svid_matches"]

@@ -21,10 +21,11 @@ Built in (no download):
                            [+ ``<name>_disparity.npy``] (option: root)
 ``prepared``               a folder written by ``stereobench prepare-data`` (options: root, split,
                            allow_missing, verify; layout in benchmark/datasets/prepared.py)
+``stereo4d``               Stereo4D clips you prepared (``prepare-data stereo4d`` or ``m2svid``;
+                           options: root, split = train | test | m2svid-test | m2svid-val64, ...)
 =========================  ===================================================================
 
-Stereo4D and Ego4D loaders (user-fetched data) are planned next; they will register here as
-``stereo4d`` and ``ego4d``. Third-party packages add datasets without editing the suite::
+Third-party packages add datasets without editing the suite::
 
     [project.entry-points."stereobench.datasets"]
     my-data = "my_package.data:MyDataset"
@@ -47,7 +48,7 @@ DATASETS = LazyRegistry(
         "middlebury-motorcycle": "benchmark.datasets.middlebury:MiddleburyMotorcycle",
         "folder": "benchmark.datasets.folder:FolderDataset",
         "prepared": "benchmark.datasets.prepared:PreparedDataset",
-        # "stereo4d": "benchmark.datasets.stereo4d:Stereo4D",   (next issue)
+        "stereo4d": "benchmark.datasets.stereo4d:Stereo4D",
         "ego4d": "benchmark.datasets.ego4d:Ego4DStereo",
     },
     entry_point_group="stereobench.datasets",

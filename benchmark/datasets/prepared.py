@@ -54,6 +54,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -68,6 +70,7 @@ from benchmark.fileio import (
     atomic_write_text,
     file_sha256,
     pid_alive,
+    sweep_orphaned_temp_files,
 )
 from benchmark.types import Clip, TimeWindow
 
@@ -81,6 +84,7 @@ __all__ = [
     "list_splits",
     "read_manifest",
     "read_split",
+    "reconcile_manifest",
     "sweep_temp_clip_folders",
     "update_manifest",
     "valid_clip_id",
@@ -99,7 +103,10 @@ VIEW_FILES = ("left.mp4", "right.mp4", "disparity.npy")
 
 _CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _SPLIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-_TMP = re.compile(r"^\.(?P<clip>.+)\.(tmp|old)-(?P<pid>\d+)-[0-9a-f]+$")
+_TMP = re.compile(r"^\.(?P<clip>.+)\.(tmp|old)-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})[0-9a-f]+$")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+#: A temporary clip folder of another machine (shards sharing a filesystem) is swept only when older.
+FOREIGN_TEMP_AGE_S = 3600.0
 
 
 def valid_clip_id(clip_id: str) -> str:
@@ -167,16 +174,29 @@ def _check_views(clip_id: str, left, right, disparity, fps) -> tuple[np.ndarray,
     return left, right, disparity, fps
 
 
+def _temp_name(clip_id: str, kind: str) -> str:
+    return f".{clip_id}.{kind}-{os.getpid()}-{_HOST}{uuid.uuid4().hex[:8]}"
+
+
 def sweep_temp_clip_folders(root: str | os.PathLike) -> list[Path]:
-    """Remove hidden temporary clip folders (``clips/.<id>.tmp-<pid>-<token>``) whose writing
-    process is gone (a killed preparation); returns what was removed."""
+    """Remove hidden temporary clip folders (``clips/.<id>.tmp-<pid>-<host><token>``) of a killed
+    preparation: written on this machine by a process that is gone, or (another machine's, whose
+    pid means nothing here) untouched for :data:`FOREIGN_TEMP_AGE_S`. Returns what was removed."""
     folder = Path(root) / CLIPS
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
+    now = time.time()
     for path in folder.iterdir():
         match = _TMP.match(path.name)
-        if match and path.is_dir() and int(match.group("pid")) != os.getpid() and not pid_alive(int(match.group("pid"))):
+        if not match or not path.is_dir():
+            continue
+        pid = int(match.group("pid"))
+        try:
+            old = now - path.stat().st_mtime > FOREIGN_TEMP_AGE_S
+        except OSError:
+            continue
+        if (match.group("host") == _HOST and pid != os.getpid() and not pid_alive(pid)) or old:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -245,7 +265,7 @@ def write_prepared_clip(root: str | os.PathLike, clip_id: str, *, left: np.ndarr
     clips.mkdir(parents=True, exist_ok=True)
     sweep_temp_clip_folders(root)
     target = clips / clip_id
-    tmp = clips / f".{clip_id}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = clips / _temp_name(clip_id, "tmp")
     tmp.mkdir()
     try:
         write_lossless_rgb_video(tmp / "left.mp4", left, fps)
@@ -268,7 +288,7 @@ def write_prepared_clip(root: str | os.PathLike, clip_id: str, *, left: np.ndarr
                     os.fsync(handle.fileno())
             atomic_write_json(tmp / META, entry, indent=1, sort_keys=True)
             if target.exists():
-                trash = clips / f".{clip_id}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                trash = clips / _temp_name(clip_id, "old")
                 os.replace(target, trash)
                 os.replace(tmp, target)
                 shutil.rmtree(trash, ignore_errors=True)
@@ -328,6 +348,23 @@ def update_manifest(root: str | os.PathLike, entries: dict[str, dict]) -> None:
         new = {**data, "format": FORMAT, "version": VERSION, "clips": dict(sorted(merged.items()))}
         if new != data or not (root / MANIFEST).is_file():
             atomic_write_json(root / MANIFEST, new, indent=1, sort_keys=True)
+
+
+def reconcile_manifest(root: str | os.PathLike, clip_ids: list[str]) -> None:
+    """Merge the ``meta.json`` entry of every prepared clip among ``clip_ids`` into the manifest
+    (a preparation killed between a clip's rename and its manifest update left it out; a
+    re-run skips that clip, so this puts it back). No rewrite when nothing is missing."""
+    root = Path(root)
+    manifest = read_manifest(root) or {"clips": {}}
+    entries = {}
+    for clip_id in clip_ids:
+        if clip_is_prepared(root, clip_id):
+            entry = _read_json(clip_dir(root, clip_id) / META)
+            if manifest["clips"].get(clip_id) != entry:
+                entries[clip_id] = entry
+    if entries:
+        update_manifest(root, entries)
+    sweep_orphaned_temp_files(root)
 
 
 def write_split(root: str | os.PathLike, split: str, clip_ids: list[str]) -> None:
@@ -393,6 +430,8 @@ class PreparedDataset:
     CITATION = ""
     PREPARE_HINT = "stereobench prepare-data <stereo4d|ego4d|m2svid> ... --out <root>"
     ENV_ROOT = ""
+    #: `stereobench run --dataset <this>` without --protocol or a config uses this clip protocol.
+    DEFAULT_RUN_PROTOCOL = "paper"
 
     def __init__(self, root: str | os.PathLike | None = None, split: str | None = None,
                  allow_missing: bool = False, verify: bool = False, name: str | None = None):
@@ -483,7 +522,15 @@ class PreparedDataset:
         and source facts (e.g. which npz a Stereo4D clip came from), and missing clips."""
         return {"root": str(self.root), "split": self.split, "revision": self.spec.revision,
                 "checksums": self.checksums, "missing": list(self.missing),
-                "sources": {c: e.get("source", {}) for c, e in self._entries.items()}}
+                "sources": {c: self._source_summary(e.get("source", {})) for c, e in self._entries.items()}}
+
+    @staticmethod
+    def _source_summary(source: dict) -> dict:
+        """The source facts small enough for a run manifest (scalars and short lists; camera
+        poses and other per-frame arrays stay in the clip's meta.json)."""
+        return {k: v for k, v in source.items()
+                if not isinstance(v, (list, dict)) or (isinstance(v, list) and len(v) <= 8
+                                                       and all(not isinstance(x, (list, dict)) for x in v))}
 
     def verify(self) -> None:
         """Check the SHA-256 of every file of the chosen clips; raise naming the first mismatch."""

@@ -173,7 +173,9 @@ def _open_manifest(plan: RunPlan, run: RunDir, resumed: bool, argv: list[str] | 
     from benchmark.provenance import RunManifest, collect_provenance
 
     config, dist, protocol = plan.config, plan.dist, plan.protocol
-    datasets_prov = {d.name: {"revision": d.dataset.spec.revision, "options": d.options, "clips": d.clips}
+    # Datasets with a provenance() (prepared Stereo4D / Ego4D data) add per-clip checksums and sources.
+    datasets_prov = {d.name: {"revision": d.dataset.spec.revision, "options": d.options, "clips": d.clips,
+                              **(d.dataset.provenance() if callable(getattr(d.dataset, "provenance", None)) else {})}
                      for d in plan.datasets}
     protocol_prov = {"name": protocol.name, **{k: v for k, v in vars(protocol).items() if k != "description"}}
     prov = collect_provenance(config.to_dict(), seeds={"seed": config.seed}, datasets=datasets_prov,
