@@ -30,6 +30,7 @@ pwcmp-style CSV of pairwise data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -215,14 +216,19 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the study's SQLite settings (WAL, BEGIN IMMEDIATE) where it is SQLite."""
+def _sqlite_begin_deferred(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, immediate: bool = True) -> Engine:
+    """An engine with the study's SQLite settings (WAL; ``BEGIN IMMEDIATE`` unless
+    ``immediate=False``, for read-only transactions, which WAL lets run beside the writer)."""
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                    pool_size=8, max_overflow=32, pool_timeout=60)
             event.listen(engine, "connect", _sqlite_pragmas)
-            event.listen(engine, "begin", _sqlite_begin)
+            event.listen(engine, "begin", _sqlite_begin if immediate else _sqlite_begin_deferred)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=32)
     except (ArgumentError, ImportError, ValueError) as exc:
@@ -269,13 +275,26 @@ class StudyStore:
     """The database of one study package (see the module docstring). Thread-safe: every call
     opens its own short transaction; share one store between the app's sessions."""
 
-    def __init__(self, engine: Engine, package: StudyPackage, app_commit: str | None = None):
+    def __init__(self, engine: Engine, package: StudyPackage, app_commit: str | None = None,
+                 read_engine: Engine | None = None):
         self.engine = engine
+        self.read_engine = read_engine if read_engine is not None else engine
         self.package = package
         self.app_commit = app_commit
         self.url = engine.url.render_as_string(hide_password=True)
-        self._closed_cache: tuple[float, bool] | None = None
-        self._lock = threading.Lock()
+        # SQLite has one writer at a time anyway: queueing this process's writers on a lock is
+        # fair (FIFO-ish), where SQLite's busy handler polls with growing sleeps and can starve one.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write transaction (SQLite: BEGIN IMMEDIATE, one writer of this process at a time)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def _reading(self):
+        """A read transaction (SQLite: a deferred BEGIN on a WAL snapshot, beside the writer)."""
+        return self.read_engine.begin()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -297,16 +316,17 @@ class StudyStore:
             package = StudyPackage.load(package)
         url = database_url(url_or_path, package.study_id, root)
         engine = make_engine(url)
-        store = cls(engine, package, _app_commit() if app_commit == "auto" else app_commit)
+        reader = make_engine(url, immediate=False) if engine.dialect.name == "sqlite" else engine
+        store = cls(engine, package, _app_commit() if app_commit == "auto" else app_commit, read_engine=reader)
         try:
             store._migrate()
             store._bind_package()
         except OperationalError as exc:
-            engine.dispose()
+            store.dispose()
             raise StereobenchError(f"cannot open the study database {store.url} ({exc.orig}); check the URL, "
                                    "that the server runs and that the folder is writable") from exc
         except BaseException:
-            engine.dispose()
+            store.dispose()
             raise
         return store
 
@@ -348,8 +368,10 @@ class StudyStore:
                              .on_conflict_do_nothing(index_elements=["id"]))
 
     def dispose(self) -> None:
-        """Close the engine's connections."""
+        """Close the engines' connections."""
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
     # -- participants ----------------------------------------------------------------------------
     def join(self, participant_id: str) -> Participant | None:
@@ -358,8 +380,12 @@ class StudyStore:
         "not in this study" page. With open enrollment a new id is bound to the least-used slot."""
         if not isinstance(participant_id, str) or not _PID.match(participant_id):
             return None
+        with self._reading() as conn:  # the common case (a page render of a known participant) writes nothing
+            row = conn.execute(select(ParticipantRow.__table__).where(ParticipantRow.id == participant_id)).first()
+        if row is not None and row.joined_at is not None:
+            return Participant(row.id, row.slot, row.source, row.joined_at)
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             row = conn.execute(select(ParticipantRow.__table__).where(ParticipantRow.id == participant_id)).first()
             if row is None:
                 if not self.package.open_enrollment or self._is_closed(conn):
@@ -388,7 +414,7 @@ class StudyStore:
 
     def next_trial(self, participant_id: str) -> TrialView | None:
         """The participant's first trial without a stored response (None: finished)."""
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             p = self._participant(conn, participant_id)
             done = self._done_ids(conn, participant_id)
         for trial in self.package.plan(p.slot):
@@ -398,7 +424,7 @@ class StudyStore:
 
     def progress(self, participant_id: str) -> tuple[int, int]:
         """(trials answered, trials in the participant's plan)."""
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             p = self._participant(conn, participant_id)
             done = self._done_ids(conn, participant_id)
         plan = self.package.plan(p.slot)
@@ -453,7 +479,7 @@ class StudyStore:
         """
         trial = self.package.trial(trial_id) if isinstance(trial_id, str) else None
         norm = None
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             if self._is_closed(conn):
                 raise StudyClosed("the study is closed; no more answers are stored")
             p = self._participant(conn, participant_id)
@@ -489,23 +515,23 @@ class StudyStore:
 
     @property
     def is_closed(self) -> bool:
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             return self._is_closed(conn)
 
     def close_study(self) -> bool:
         """Close the study: no more answers or new participants. Returns False if it was closed already."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             result = conn.execute(_insert(self.engine, MetaRow.__table__).values(key="closed_at", value=_iso(utcnow()))
                                   .on_conflict_do_nothing(index_elements=["key"]).returning(MetaRow.key))
             return result.first() is not None
 
     def response_count(self) -> int:
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             return int(conn.execute(select(func.count()).select_from(ResponseRow)).scalar_one())
 
     def admin_summary(self) -> AdminSummary:
         """Progress per participant and per video, and live counts."""
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             parts = conn.execute(select(ParticipantRow.__table__)).all()
             resp = conn.execute(select(ResponseRow.participant, ResponseRow.trial_id, ResponseRow.video,
                                        ResponseRow.trial_kind, ResponseRow.submitted_at)).all()
@@ -540,14 +566,14 @@ class StudyStore:
 
     # -- admin rate limiting (used by study_app.auth) ----------------------------------------------
     def record_admin_attempt(self, client_key: str, ok: bool, at: datetime | None = None) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(AdminAttemptRow.__table__.insert().values(client_key=str(client_key)[:128],
                                                                    at=at or utcnow(), ok=bool(ok)))
 
     def admin_failures_since(self, client_key: str, since: datetime) -> list[datetime]:
         """Times of failed admin sign-ins of this client since ``since`` (naive UTC), oldest first;
         a successful sign-in resets the count."""
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(AdminAttemptRow.at, AdminAttemptRow.ok)
                                 .where(AdminAttemptRow.client_key == str(client_key)[:128], AdminAttemptRow.at >= since)
                                 .order_by(AdminAttemptRow.at, AdminAttemptRow.id)).all()
@@ -558,7 +584,7 @@ class StudyStore:
 
     # -- export ----------------------------------------------------------------------------------
     def _rows(self) -> list:
-        with self.engine.begin() as conn:
+        with self._reading() as conn:
             return conn.execute(select(ResponseRow.__table__).order_by(ResponseRow.participant,
                                                                         ResponseRow.trial_number)).all()
 
