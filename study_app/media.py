@@ -16,8 +16,8 @@ by :func:`encode_stimuli` with the **same** frame rate, frame count and GOP, so 
   path (``tests/test_study_package.py`` checks the bytes).
 
 Side-by-side stereo (the VR study) is the left view and a method's right view packed full width
-(``2W x H``), which headset players recognise from an ``_LR`` file-name suffix
-(:func:`vr_download_name`).
+(``2W x H``, :func:`benchmark.layouts.side_by_side`), which headset players recognise from the
+file name :func:`vr_download_name` gives (iw3's ``_LRF_Full_SBS``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import StereobenchError
+from benchmark.layouts import output_name, side_by_side
 from benchmark.video_io import ContainerSource, iter_video, open_source
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _chunks(stim: Stimulus, fps: float) -> Iterator[torch.Tensor]:
         lf, rf = left.frames[:n], right.frames[:n]
         if lf.shape[-2:] != rf.shape[-2:]:
             rf = F.interpolate(rf, size=lf.shape[-2:], mode="bilinear", align_corners=False)
-        yield torch.cat([lf, rf], dim=-1)
+        yield side_by_side(lf, rf)  # full width: left | right
         if n < max(left.frames.shape[0], right.frames.shape[0]):
             return
 
@@ -212,6 +213,6 @@ def probe(path: str | os.PathLike) -> dict:
 
 
 def vr_download_name(study_id: str, trial_number: int, label: str) -> str:
-    """A file name VR players recognise as full side-by-side (``_LR``), naming no method:
-    ``<study>-trial03-A_LR.mp4``."""
-    return f"{study_id}-trial{int(trial_number):02d}-{label}_LR.mp4"
+    """A file name VR players recognise as full side-by-side (iw3's naming through
+    :func:`benchmark.layouts.output_name`), naming no method: ``<study>-trial03-A_LRF_Full_SBS.mp4``."""
+    return output_name(f"{study_id}-trial{int(trial_number):02d}-{label}", "full-sbs")

@@ -136,7 +136,7 @@ def test_anonymity_of_names_served_fields_and_media(ranking):
     for s in secrets_:
         assert s not in served, f"{s!r} in a served field"
     name = vr_download_name(pkg.study_id, 3, "A")
-    assert name.endswith("_LR.mp4") and not any(s in name for s in METHODS)
+    assert name == f"{pkg.study_id}-trial03-A_LRF_Full_SBS.mp4" and not any(s in name for s in METHODS)
     with pytest.raises(StereobenchError, match="unknown media token"):
         pkg.media_path("../study")
 
