@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -53,6 +54,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_bytes, file_sha256
 from study_app.package import MANIFEST, StudyPackage, Trial, TrialView
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("results/studies")
 DB_FILE = "study.sqlite"
@@ -284,6 +287,7 @@ class StudyStore:
         self.url = engine.url.render_as_string(hide_password=True)
         # SQLite has one writer at a time anyway: queueing this process's writers on a lock is
         # fair (FIFO-ish), where SQLite's busy handler polls with growing sleeps and can starve one.
+        self._skipped: set[str] = set()  # trials whose media went missing (logged once)
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     @contextlib.contextmanager
@@ -418,17 +422,32 @@ class StudyStore:
             p = self._participant(conn, participant_id)
             done = self._done_ids(conn, participant_id)
         for trial in self.package.plan(p.slot):
-            if trial.trial_id not in done:
+            if trial.trial_id not in done and self._available(trial):
                 return self.package.view(trial)
         return None
 
     def progress(self, participant_id: str) -> tuple[int, int]:
-        """(trials answered, trials in the participant's plan)."""
+        """(trials answered, trials in the participant's plan that can be shown)."""
         with self._reading() as conn:
             p = self._participant(conn, participant_id)
             done = self._done_ids(conn, participant_id)
-        plan = self.package.plan(p.slot)
+        plan = [t for t in self.package.plan(p.slot) if t.trial_id in done or self._available(t)]
         return sum(t.trial_id in done for t in plan), len(plan)
+
+    def _available(self, trial: Trial) -> bool:
+        """Whether every media file of the trial is on disk. A trial whose file went missing after
+        the build is skipped (logged once) and the participant goes on with the next one. A
+        package without a ``media/`` folder (a data-only package, as in the storage tests) is not
+        checked."""
+        media_dir = self.package.dir / "media"
+        if not media_dir.is_dir():
+            return True
+        missing = [tok for tok in (*trial.media, *trial.references.values()) if not (media_dir / f"{tok}.mp4").is_file()]
+        if missing and trial.trial_id not in self._skipped:
+            self._skipped.add(trial.trial_id)
+            log.warning("study %s: trial %s (%s, %s) skipped: media file(s) %s missing", self.package.study_id,
+                        trial.trial_id, trial.kind, trial.video, ", ".join(f"{t}.mp4" for t in missing))
+        return not missing
 
     # -- answers --------------------------------------------------------------------------------
     def _normalise_answer(self, trial: Trial, answer: Any) -> dict[str, Any]:

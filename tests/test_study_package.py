@@ -268,3 +268,26 @@ def test_existing_output_needs_overwrite(tmp_path, ranking):
     with pytest.raises(StereobenchError, match="--overwrite"):
         build_study(src, tmp_path / "pkg", progress=False)
     assert Path(tmp_path / "pkg").is_dir()
+
+
+def test_a_media_file_missing_at_serve_time_skips_its_trial(tmp_path, ranking, caplog):
+    import shutil
+
+    from study_app.store import StudyStore
+
+    _, built = ranking
+    shutil.copytree(built.dir, tmp_path / "pkg")
+    pkg = StudyPackage.load(tmp_path / "pkg")
+    store = StudyStore.open(str(tmp_path / "s.sqlite"), pkg, app_commit=None)
+    pid = pkg.participant_ids[0]
+    plan = pkg.plan(0)
+    store.submit(pid, plan[0].trial_id, [1, 2, 3, 4])
+    gone = plan[1]
+    pkg.media_path(gone.media[2]).unlink()
+    others = [t for t in plan if gone.media[2] in (*t.media, *t.references.values())]
+    with caplog.at_level("WARNING"):
+        view = store.next_trial(pid)
+    assert view.trial_id == next(t.trial_id for t in plan[1:] if t not in others)
+    assert "skipped" in caplog.text and gone.trial_id in caplog.text
+    assert store.progress(pid) == (1, len(plan) - len(others))
+    store.dispose()
