@@ -267,6 +267,32 @@ def test_changed_settings_discard_old_parts(tmp_path, source):
     assert convert_video(source, tmp_path / "p.mp4", opts, log=logs.append).resumed_segments == 1
 
 
+def test_interrupted_depth_pass_keeps_its_finished_chunks(tmp_path, source):
+    class Counting(FlatDepth):
+        def __init__(self, stop_at=None):
+            super().__init__()
+            self.starts, self.stop_at = [], stop_at
+
+        def predict(self, frames, start=0):
+            if start == self.stop_at:
+                raise KeyboardInterrupt
+            self.starts.append(start)
+            return super().predict(frames, start)
+
+        def identity(self):  # the same depth source for the journal key
+            return "counting-ramp"
+
+    first = Counting(stop_at=16)
+    with pytest.raises(KeyboardInterrupt):
+        convert_video(source, tmp_path / "d.mp4", _fast(depth=first, depth_batch=8))
+    assert first.starts == [0, 8]
+    second = Counting()
+    convert_video(source, tmp_path / "d.mp4", _fast(depth=second, depth_batch=8))
+    assert second.starts == [16]  # the model ran only on the frames it had not seen
+    whole = convert_video(source, tmp_path / "w.mp4", _fast(depth=Counting(), depth_batch=8))
+    assert torch.equal(read_video(tmp_path / "d.mp4").frames, read_video(whole.output).frames)
+
+
 # ----------------------------------------------------------------------------- memory
 
 _RSS_SCRIPT = textwrap.dedent("""
@@ -328,3 +354,11 @@ def test_memory_does_not_grow_with_length_fast(tmp_path):
 @pytest.mark.slow
 def test_memory_does_not_grow_with_length_100_vs_300_frames(tmp_path):
     _assert_bounded(tmp_path, 100, 300, 360, 640, 2000 << 20)
+
+
+@pytest.mark.gpu
+def test_convert_on_cuda_matches_the_cpu(tmp_path, source):
+    # Unverified here (no GPU in this session): the method and the depth source run on the device.
+    cpu = read_video(convert_video(source, tmp_path / "cpu.mp4", _fast(crf=0)).output).frames
+    gpu = read_video(convert_video(source, tmp_path / "gpu.mp4", _fast(crf=0, device="cuda")).output).frames
+    assert float((cpu - gpu).abs().mean()) < 0.003
