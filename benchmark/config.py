@@ -15,6 +15,10 @@ Schema (every key optional; defaults shown)::
                               # method twice with different options)
     protocol: quick           # clip protocol name, or {name: paper, num_frames: 8, ...}
     warp_mode: shared         # shared | native (each method's official warp)
+    depth: gt                 # where disparity comes from: gt (the dataset's) | files (<name>_depth.npy
+                              # beside a folder dataset's video) | depth-anything-v2 | transformers |
+                              # depthcrafter, or {name: depth-anything-v2, weights: DIR, d_max: 24,
+                              # d_max_percent: 5, convergence: 0, stability: ema, ...} (docs/depth.md)
     metrics: [psnr, msssim, lpips_vgg, lpips_alex]
     regions: [full, inside, outside]
     scoring_protocols: [paper, strict]
@@ -104,6 +108,7 @@ class RunConfig(_Strict):
     methods: Literal["all"] | list[MethodEntry] = "all"
     protocol: str | dict[str, Any] = "quick"
     warp_mode: Literal["shared", "native"] = "shared"
+    depth: str | dict[str, Any] = "gt"
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     regions: list[Literal["full", "inside", "outside"]] = Field(default_factory=lambda: ["full", "inside", "outside"])
     scoring_protocols: list[Literal["paper", "strict"]] = Field(default_factory=lambda: ["paper", "strict"])
@@ -175,6 +180,28 @@ class RunConfig(_Strict):
         if not name:
             raise StereobenchError("config key 'protocol' as a mapping needs a 'name', e.g. {name: paper, num_frames: 8}")
         return str(name), overrides
+
+    def depth_name_and_settings(self) -> tuple[str, dict[str, Any]]:
+        """The depth source's name and its keyword arguments of
+        :func:`benchmark.stereo.recipe.make_recipe` (``d_max``, ``convergence``, settings)."""
+        if isinstance(self.depth, str):
+            return self.depth, {}
+        settings = dict(self.depth)
+        name = settings.pop("name", None)
+        if not name:
+            raise StereobenchError("config key 'depth' as a mapping needs a 'name', e.g. {name: depth-anything-v2, "
+                                   "weights: path/to/model}")
+        return str(name), settings
+
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, value):
+        from benchmark.stereo.recipe import DEPTH_SOURCES
+
+        name = value if isinstance(value, str) else value.get("name")
+        if isinstance(name, str) and name not in DEPTH_SOURCES:
+            raise did_you_mean(name, DEPTH_SOURCES, "depth source")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

@@ -136,3 +136,24 @@ def test_model_depth_is_cached_below_the_input_cache(footage, two_tiny_models, t
     assert (cache.builds, cache.depth_cache.builds, cache.depth_cache.hits) == (2, 1, 1)
     torch.testing.assert_close(other.disparity, first.disparity / (0.05 * 48) * 8)
     assert list((tmp_path / "cache" / "depth").rglob("*.safetensors"))
+
+
+def test_qualitative_protocol_is_the_papers_study_setting(footage):
+    from benchmark.stereo.protocol import PROTOCOLS, apply_protocol
+
+    proto = PROTOCOLS["qualitative"]
+    assert (proto.num_frames, proto.fps, proto.size, proto.crop, proto.short_side) == (16, 8.0, (640, 1152), None, None)
+    # the protocols that existed before keep their keys (no "size" entry in their description)
+    assert "size" not in PROTOCOLS["paper"].to_dict() and PROTOCOLS["qualitative"].to_dict()["size"] == [640, 1152]
+    ds = get_dataset("folder", root=str(footage[0]))
+    clip = apply_protocol(ds.load_clip("beach"), "qualitative")  # 6 frames at 10 fps, 32x48
+    assert clip.left.shape == (16, 3, 640, 1152) and clip.fps == 8.0
+    # 8 fps from 10 fps: targets 0, .125, .25, .375, .5 s -> nearest source frames 0, 1, 3 (the .25
+    # tie goes to the later frame), 4, 5; .625 s is past the clip: zero padding from there
+    assert clip.metadata["source_frame_indices"][:6] == [0, 1, 3, 4, 5, -1]
+    assert clip.metadata["scale"] == 1152 / 48
+    small = get_protocol("qualitative", size=(64, 96))  # the same steps, smaller (the warp is slow on CPU)
+    inp = load_input(ds, make_recipe(ds, "beach", small, depth="files"))[0]
+    assert inp.disparity.shape == (16, 1, 64, 96)
+    assert torch.isnan(inp.disparity[5:]).all() and torch.isfinite(inp.disparity[:5]).all()
+    assert abs(float(inp.disparity[:5].max()) - 0.05 * 96) < 1e-4  # D_max = 5 % of the output width

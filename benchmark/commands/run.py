@@ -11,6 +11,8 @@ Examples:
   stereobench run --dataset synthetic --method temporal-fill --method background-fill \\
       --protocol quick --metrics psnr,msssim --clips 2
   stereobench run --config my.yaml --save-videos          # also write videos for a user study
+  stereobench run --dataset path/to/videos --depth depth-anything-v2 --weights-depth DIR \\
+      --method background-fill --protocol qualitative    # your own footage: outputs saved, no scores
   stereobench run --config my.yaml --run-id 20250101-120000-3fa9c1   # continue that run
   stereobench run --config my.yaml --shard 0/4            # job arrays: clips[0::4]
   torchrun --nproc_per_node 4 -m benchmark.cli run --config my.yaml   # data-parallel ranks
@@ -59,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "| m2svid-val64, ego4d test, prepared: any <root>/splits/NAME.txt)")
     parser.add_argument("--save-videos", action="store_true", default=None,
                         help="write left/warped/mask/gt and every method's output as H.264 MP4")
+    parser.add_argument("--depth", metavar="SOURCE",
+                        help="where disparity comes from: gt (the dataset's, default), files (<name>_depth.npy "
+                             "beside each video), depth-anything-v2, transformers, depthcrafter (docs/depth.md)")
+    parser.add_argument("--weights-depth", metavar="PATH",
+                        help="the depth model's weights: a folder or a Hugging Face id already in the cache")
+    parser.add_argument("--depth-option", action="append", metavar="KEY=VALUE",
+                        help="depth setting (repeatable): d_max=PIXELS or d_max_percent=5, convergence=0.5, "
+                             "stability=ema|video|frame, kind=depth (files), steps=5 (depthcrafter)")
     parser.add_argument("--overwrite", choices=["only-missing", "never", "always"],
                         help="what to do with pairs that already have results (default only-missing)")
     parser.add_argument("--run-id", help="run id to create or continue ('latest' = newest run)")
@@ -90,6 +100,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         overrides["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.no_leaderboard:
         overrides["leaderboard"] = False
+    if args.depth or args.weights_depth or args.depth_option:
+        overrides["depth"] = _depth_override(config, args)
     if args.method:
         overrides["methods"] = "all" if args.method == ["all"] else list(args.method)
     if args.dataset:
@@ -124,6 +136,26 @@ def _default_protocol(names: list[str]) -> str | None:
 
     wanted = {getattr(DATASETS[name], "DEFAULT_RUN_PROTOCOL", None) if name in DATASETS else None for name in names}
     return wanted.pop() if len(wanted) == 1 else None
+
+
+def _depth_override(config: RunConfig, args: argparse.Namespace) -> dict:
+    """The config's depth source with --depth / --weights-depth / --depth-option on top."""
+    from benchmark.datasets import parse_options
+    from benchmark.errors import StereobenchError
+
+    name, settings = config.depth_name_and_settings()
+    if args.depth and args.depth != name:
+        name, settings = args.depth, {}
+    if args.weights_depth:
+        settings["weights"] = args.weights_depth
+    try:
+        settings.update(parse_options(args.depth_option))
+    except StereobenchError:
+        raise StereobenchError("--depth-option must look like KEY=VALUE, e.g. d_max_percent=3") from None
+    if name == "gt" and settings:
+        raise StereobenchError("--weights-depth and --depth-option need a depth source: add --depth "
+                               "depth-anything-v2 (or files, transformers, depthcrafter)")
+    return {"name": name, **settings}
 
 
 def run(args: argparse.Namespace) -> int:

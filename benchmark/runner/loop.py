@@ -61,6 +61,7 @@ class RunSummary:
     leaderboard_paths: dict[str, Any] = field(default_factory=dict)
     leaderboard_text: str = ""
     resumed: bool = False
+    unscored_clips: list[str] = field(default_factory=list)  # run without ground truth: outputs saved, no scores
 
     def add_phase(self, name: str, seconds: float) -> None:
         self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + seconds
@@ -265,6 +266,8 @@ def _loop(plan: RunPlan, run: RunDir, resumed: bool, summary: RunSummary, progre
                 summary.pairs_done += 1
                 if outcome.error is not None:
                     summary.errors.append((slot.label, f"{dataset.name}/{state.clip}", outcome.error))
+                if outcome.unscored and f"{dataset.name}/{state.clip}" not in summary.unscored_clips:
+                    summary.unscored_clips.append(f"{dataset.name}/{state.clip}")
             # Free the clip's inputs and scorer references now: objects in reference cycles (the
             # scorer's per-clip state held ~0.9 GB of LPIPS features that way) otherwise wait for
             # the cyclic GC, and peak RSS grew by a clip's worth per clip (3.6 -> 7.2 GB on
@@ -394,6 +397,10 @@ def _print_summary(summary: RunSummary, dist: Distributed, echo: Callable[[str],
         lines.append(f"skipped {label}: {reason}")
     for method, clip, message in summary.errors:
         lines.append(f"error {method} on {clip}: {message}")
+    if summary.unscored_clips:
+        shown = ", ".join(summary.unscored_clips[:5]) + (" ..." if len(summary.unscored_clips) > 5 else "")
+        lines.append(f"{len(summary.unscored_clips)} clip(s) without a ground-truth right view ({shown}): methods ran "
+                     f"and their outputs are saved under {summary.run_dir / 'videos'}; no scores for them")
     html = summary.run_dir / "leaderboard" / "leaderboard.html"
     if html.is_file():
         lines.append(f"leaderboard: {html}")

@@ -46,6 +46,7 @@ class ClipState:
     dataset: DatasetPlan
     clip_name: str  # as the dataset names it (clip_names())
     inputs: dict[str, tuple[Any, Any, float]] = field(default_factory=dict)  # warp -> (input, gt, seconds)
+    depth_seconds: dict[str, float] = field(default_factory=dict)  # warp -> seconds of depth in that build
     references: dict[str, Any] = field(default_factory=dict)
     warp_errors: dict[str, BaseException] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class PairOutcome:
     phase_seconds: dict[str, float]
     error: str | None = None  # "phase: message"
     input_built_seconds: float = 0.0
+    unscored: bool = False  # the clip has no ground-truth right view: output saved, no score rows
 
 
 def warp_for(slot: MethodSlot, warp_mode: str) -> str:
@@ -77,16 +79,22 @@ def build_input(plan: RunPlan, state: ClipState, warp_name: str) -> tuple[Any, A
 
     The one input recipe (:func:`benchmark.stereo.recipe.make_recipe`, then
     :func:`benchmark.stereo.cache.load_input`) names the dataset by its ``spec.name``, so runner,
-    prepare and train share cache entries whatever the user typed.
+    prepare and train share cache entries whatever the user typed. The config's depth source
+    (``depth``) goes into the recipe; the seconds spent on depth are left out of the returned
+    seconds and kept in ``state.depth_seconds[warp_name]`` (the ``depth`` phase).
     """
     from benchmark.stereo.cache import StereoInputCache, load_input
     from benchmark.stereo.recipe import make_recipe
 
     t0 = time.perf_counter()
     ds = state.dataset.dataset
-    recipe = make_recipe(ds, state.clip_name, plan.protocol, warp=warp_name)
-    inp, gt = load_input(ds, recipe, StereoInputCache(root=plan.config.cache))
-    return inp, gt, time.perf_counter() - t0
+    depth, depth_settings = plan.config.depth_name_and_settings()
+    recipe = make_recipe(ds, state.clip_name, plan.protocol, warp=warp_name, depth=depth, **depth_settings)
+    cache = StereoInputCache(root=plan.config.cache)
+    inp, gt = load_input(ds, recipe, cache)
+    depth_seconds = cache.timings.get("depth", 0.0)
+    state.depth_seconds[warp_name] = depth_seconds
+    return inp, gt, time.perf_counter() - t0 - depth_seconds
 
 
 def validate_output(right: Any, inp) -> str | None:
@@ -190,9 +198,12 @@ def run_pair(ctx: PairContext, state: ClipState, slot: MethodSlot) -> PairOutcom
                 state.warp_errors[warp_name] = exc
                 raise
             built = state.inputs[warp_name][2]
-            if config.save_videos:
+            # A clip without ground truth is run to get its outputs (for studies): always saved.
+            if config.save_videos or state.inputs[warp_name][1] is None:
                 save_clip_videos(ctx.run, state.dataset.name, state.clip, warp_name, *state.inputs[warp_name][:2])
         inp, gt, input_seconds = state.inputs[warp_name]
+        if state.depth_seconds.get(warp_name):
+            timer.record("depth", state.depth_seconds[warp_name])  # a depth source ran for this input
         timer.record("warp", input_seconds)
         if slot.load_error:
             phase = "load"
@@ -224,7 +235,7 @@ def run_pair(ctx: PairContext, state: ClipState, slot: MethodSlot) -> PairOutcom
                 timer.record("reference", time.perf_counter() - t0)
             with torch.no_grad(), timer.phase("score"):
                 quality = list(ctx.scorer.score(right, state.references[warp_name]))
-        if config.save_videos:
+        if config.save_videos or gt is None:
             phase = "save"
             # The pair was (re)computed now: its video must show this output, not an older one.
             save_video(ctx.run.video_path(state.dataset.name, state.clip, slot.label), right, inp.fps, replace=True)
@@ -241,7 +252,10 @@ def run_pair(ctx: PairContext, state: ClipState, slot: MethodSlot) -> PairOutcom
         error = exc
         if os.environ.get("STEREOBENCH_DEBUG"):
             traceback.print_exc()
-    seconds = {name: s for name, s in timer.seconds.items() if name not in ("warp", "reference")}
+    # warp and depth are counted once per clip (input_built_seconds; depth on the pair that built it)
+    seconds = {name: s for name, s in timer.seconds.items() if name not in ("warp", "reference", "depth")}
+    if built and state.depth_seconds.get(warp_name):
+        seconds["depth"] = state.depth_seconds[warp_name]
     if "reference" in timer.seconds:
         seconds["reference"] = timer.seconds["reference"]
     frames = state.inputs[warp_name][0].num_frames if warp_name in state.inputs else None
@@ -257,7 +271,8 @@ def run_pair(ctx: PairContext, state: ClipState, slot: MethodSlot) -> PairOutcom
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         message = f"{phase}: {text}"
     del right
-    return PairOutcome(rows=rows, phase_seconds=seconds, error=message, input_built_seconds=built)
+    unscored = error is None and warp_name in state.inputs and state.inputs[warp_name][1] is None
+    return PairOutcome(rows=rows, phase_seconds=seconds, error=message, input_built_seconds=built, unscored=unscored)
 
 
 __all__ = ["FAULT_ENV", "ClipState", "PairContext", "PairOutcome", "build_input", "make_scorer", "run_pair",

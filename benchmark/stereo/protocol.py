@@ -62,6 +62,9 @@ class ClipProtocol:
         pad: how a short clip is padded to ``num_frames``: ``"zero"`` or ``"edge"``.
         hole_mask_closing: side of the square closing kernel applied to the raw hole mask
             (pixels, odd; 0 or 1 = no closing).
+        size: exact (height, width) to resize to (antialiased bilinear, the aspect ratio is not
+            kept), instead of ``short_side``; None = use ``short_side``. The qualitative protocol
+            resizes this way, as the paper's studies did ("re-size them to 640x1152").
         description: one line for listings.
     """
 
@@ -72,6 +75,7 @@ class ClipProtocol:
     crop: tuple[int, int] | None = (512, 512)
     pad: str = "zero"
     hole_mask_closing: int = 11
+    size: tuple[int, int] | None = None
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +89,12 @@ class ClipProtocol:
             if len(self.crop) != 2 or min(self.crop) <= 0:
                 raise StereobenchError(f"protocol {self.name!r}: crop must be (height, width) > 0, got {self.crop}")
             object.__setattr__(self, "crop", (int(self.crop[0]), int(self.crop[1])))
+        if self.size is not None:
+            if len(self.size) != 2 or min(self.size) <= 0:
+                raise StereobenchError(f"protocol {self.name!r}: size must be (height, width) > 0, got {self.size}")
+            if self.short_side is not None:
+                raise StereobenchError(f"protocol {self.name!r}: give size or short_side, not both")
+            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
         if self.pad not in PAD_MODES:
             raise did_you_mean(self.pad, PAD_MODES, "padding mode")
         if self.hole_mask_closing < 0:
@@ -104,6 +114,10 @@ class ClipProtocol:
         d = dataclasses.asdict(self)
         d.pop("description", None)
         d["crop"] = list(self.crop) if self.crop is not None else None
+        if self.size is None:
+            d.pop("size")  # protocols without an exact size keep the keys they had before it existed
+        else:
+            d["size"] = list(self.size)
         return d
 
 
@@ -116,6 +130,11 @@ PROTOCOLS: dict[str, ClipProtocol] = {
         name="quick", num_frames=16, fps=5.0, short_side=192, crop=(192, 192), pad="zero", hole_mask_closing=5,
         description="light CPU protocol for `make benchmark`: 16 frames at 5 fps, short side 192, centre crop "
                     "192x192, 5x5 closing (the paper's 11 px scaled by 192/512)"),
+    "qualitative": ClipProtocol(
+        name="qualitative", num_frames=16, fps=8.0, short_side=None, crop=None, size=(640, 1152), pad="zero",
+        hole_mask_closing=11,
+        description="the M2SVid paper's qualitative studies: 16 frames at 8 fps from the start, resized to "
+                    "640x1152 (height x width), 11x11 closing; for footage without ground truth"),
     "native": ClipProtocol(
         name="native", num_frames=None, fps=None, short_side=None, crop=None, pad="zero", hole_mask_closing=11,
         description="every frame at the native frame rate and size, 11x11 hole-mask closing"),
@@ -143,8 +162,9 @@ def get_protocol(name: str | ClipProtocol, **overrides) -> ClipProtocol:
     changed = {k: v for k, v in overrides.items() if getattr(base, k) != (tuple(v) if isinstance(v, list) else v)}
     if not changed:
         return base
-    if "crop" in changed and changed["crop"] is not None:
-        changed["crop"] = tuple(changed["crop"])
+    for key in ("crop", "size"):
+        if key in changed and changed[key] is not None:
+            changed[key] = tuple(changed[key])
     label = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(changed.items()))
     return replace(base, name=f"{base.name}[{label}]", **changed)
 
@@ -310,7 +330,15 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
     new_filled = filled.index_select(0, idx.to(filled.device)) if filled is not None else None
 
     scale = 1.0
-    if protocol.short_side is not None:
+    if protocol.size is not None:
+        size = protocol.size
+        scale = size[1] / w
+        new_left = resize_video(new_left, size)
+        new_right = resize_video(new_right, size) if new_right is not None else None
+        new_disp = resize_disparity(new_disp, size) if new_disp is not None else None
+        new_filled = resize_flags(new_filled, size) if new_filled is not None else None
+        h, w = size
+    elif protocol.short_side is not None:
         size = _short_side_size(h, w, protocol.short_side)
         scale = size[1] / w
         new_left = resize_video(new_left, size)
