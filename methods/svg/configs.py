@@ -19,23 +19,23 @@ from pathlib import Path
 
 import torch
 
-ZEROSCOPE_UNET_CONFIG = dict(
-    sample_size=32, in_channels=4, out_channels=4,
-    down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=1024, attention_head_dim=64,
-)
-ZEROSCOPE_TEXT_CONFIG = dict(
-    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-    max_position_embeddings=77, hidden_act="gelu", projection_dim=512, bos_token_id=49406, eos_token_id=49407,
-    pad_token_id=0,
-)
-SVD_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=768,
-    scaling_factor=0.18215, force_upcast=True,
-)
+ZEROSCOPE_UNET_CONFIG = {
+    "sample_size": 32, "in_channels": 4, "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+    "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+    "block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2, "downsample_padding": 1, "mid_block_scale_factor": 1,
+    "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5, "cross_attention_dim": 1024, "attention_head_dim": 64,
+}
+ZEROSCOPE_TEXT_CONFIG = {
+    "vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23, "num_attention_heads": 16,
+    "max_position_embeddings": 77, "hidden_act": "gelu", "projection_dim": 512, "bos_token_id": 49406, "eos_token_id": 49407,
+    "pad_token_id": 0,
+}
+SVD_VAE_CONFIG = {
+    "in_channels": 3, "out_channels": 3, "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "latent_channels": 4, "sample_size": 768,
+    "scaling_factor": 0.18215, "force_upcast": True,
+}
 #: Zeroscope's scheduler_config.json (a DDIM config; SVG reads it into DDPMScheduler).
 ZEROSCOPE_SCHEDULER_CONFIG = {
     "_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -43,15 +43,15 @@ ZEROSCOPE_SCHEDULER_CONFIG = {
     "steps_offset": 1, "trained_betas": None, "thresholding": False,
 }
 
-TINY_UNET_CONFIG = dict(
-    sample_size=8, in_channels=4, out_channels=4,
-    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-    block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8, cross_attention_dim=32, attention_head_dim=4,
-)
-TINY_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, block_out_channels=(32, 32, 64, 64),
-    layers_per_block=1, latent_channels=4,  # 4 blocks: the real 8x reduction (SVG's latent mask needs it)
-)
+TINY_UNET_CONFIG = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"), "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+    "block_out_channels": (32, 64), "layers_per_block": 1, "norm_num_groups": 8, "cross_attention_dim": 32, "attention_head_dim": 4,
+}
+TINY_VAE_CONFIG = {
+    "in_channels": 3, "out_channels": 3, "down_block_types": ("DownEncoderBlock2D",) * 4, "block_out_channels": (32, 32, 64, 64),
+    "layers_per_block": 1, "latent_channels": 4,  # 4 blocks: the real 8x reduction (SVG's latent mask needs it)
+}
 
 
 def _tokenizer_vocab() -> dict[str, int]:
