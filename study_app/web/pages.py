@@ -171,18 +171,21 @@ def ranking_trial(package, store, pid: str, view, done: int, total: int) -> None
     stats = synced_player(_trial_player_data(package, view), key=f"player-{view.trial_id}")
     n = view.n_slots
     st.markdown(f"**Your ranking** ({RANK_HELP})")
-    cols = st.columns(n)
-    ranks: list[int | None] = []
-    for i, col in enumerate(cols):
-        with col:
-            ranks.append(st.radio(f"Video {SLOT_LETTERS[i]}", list(range(1, n + 1)), index=None, horizontal=True,
-                                  key=f"rank-{view.trial_id}-{i}"))
-    problem = ranking_problem(ranks, n)
-    if problem and any(r is not None for r in ranks):
-        st.caption(problem)
-    if st.button("Submit ranking", type="primary", disabled=problem is not None, key=f"submit-{view.trial_id}"):
-        _submit(store, pid, view, [int(r) for r in ranks], stats)
-        st.rerun()
+    # A container keyed by the trial: the browser builds fresh widgets for every trial instead of
+    # reusing the previous trial's (which could show its ranks for a moment).
+    with st.container(key=f"ranking-{view.trial_id}"):
+        cols = st.columns(n)
+        ranks: list[int | None] = []
+        for i, col in enumerate(cols):
+            with col:
+                ranks.append(st.radio(f"Video {SLOT_LETTERS[i]}", list(range(1, n + 1)), index=None,
+                                      horizontal=True, key=f"rank-{view.trial_id}-{i}"))
+        problem = ranking_problem(ranks, n)
+        if problem and any(r is not None for r in ranks):
+            st.caption(problem)
+        if st.button("Submit ranking", type="primary", disabled=problem is not None, key=f"submit-{view.trial_id}"):
+            _submit(store, pid, view, [int(r) for r in ranks], stats)
+            st.rerun()
 
 
 PAIRWISE_CHOICES = {"A is better": "a", "Equal": "equal", "B is better": "b"}
