@@ -119,7 +119,11 @@ class AdminAuth:
             StereobenchError: no hash is configured, or the configured value is not an argon2 hash.
         """
         from argon2 import PasswordHasher
-        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+        from argon2.exceptions import (
+            InvalidHashError,
+            VerificationError,
+            VerifyMismatchError,
+        )
 
         password_hash = self.password_hash
         if password_hash is None:

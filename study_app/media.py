@@ -83,7 +83,7 @@ def _even(x: int) -> int:
 
 def _scaled_size(height: int, width: int, max_height: int | None) -> tuple[int, int]:
     if max_height is not None and height > max_height:
-        width = int(round(width * max_height / height))
+        width = round(width * max_height / height)
         height = max_height
     return max(2, _even(height)), max(2, _even(width))
 
@@ -154,8 +154,8 @@ def _encode(stim: Stimulus, fps: float, gop: int, crf: int, preset: str, max_fra
         if container is not None:
             try:
                 container.close()
-            except Exception:  # discarded anyway; the original error matters
-                pass
+            except (OSError, ValueError) as exc:  # discarded anyway; the original error matters
+                log.debug("closing a discarded encoder output failed: %s", exc)
         if tmp.exists():
             tmp.unlink()
     return EncodeInfo(fps=float(fps), frames=frames, gop=gop, height=size[0], width=size[1])
@@ -173,7 +173,7 @@ def encode_stimuli(stimuli: Sequence[Stimulus], fps: float, *, gop: int | None =
     """
     if not stimuli:
         raise StereobenchError("no stimulus to encode")
-    gop = int(gop) if gop is not None else max(1, int(round(fps)))
+    gop = int(gop) if gop is not None else max(1, round(fps))
     infos = [_encode(s, fps, gop, crf, preset, None, max_height) for s in stimuli]
     n = min(i.frames for i in infos)
     sizes = {(i.height, i.width) for i, s in zip(infos, stimuli) if not s.side_by_side}

@@ -116,7 +116,7 @@ class Trial:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Trial":
+    def from_json(cls, d: dict[str, Any]) -> Trial:
         d = dict(d)
         for key in ("media", "methods", "expect"):
             d[key] = tuple(d.get(key) or ())
@@ -185,7 +185,7 @@ class StudyPackage:
         return f"StudyPackage({str(self.dir)!r}, kind={self.kind!r}, trials={len(self.trials)})"
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "StudyPackage":
+    def load(cls, directory: str | os.PathLike) -> StudyPackage:
         """Read ``<directory>/study.json``; StereobenchError when it is not a study package."""
         directory = Path(directory)
         path = directory / MANIFEST

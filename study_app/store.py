@@ -45,8 +45,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
-                        event, func, select, text)
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -178,8 +191,8 @@ def _to_utc_naive(value: Any, what: str) -> datetime | None:
         elif isinstance(value, str):
             dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         else:
-            raise ValueError
-    except (ValueError, OverflowError, OSError):
+            raise TypeError(type(value).__name__)
+    except (TypeError, ValueError, OverflowError, OSError):
         raise InvalidResponse(f"{what} {str(value)[:40]!r} is not a time (ISO 8601 or seconds since the epoch)") from None
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
@@ -267,7 +280,7 @@ def _app_commit() -> str | None:
         from benchmark.provenance import git_info
 
         return git_info().get("commit")
-    except Exception:  # provenance is informative; never stop a study for it
+    except Exception:  # noqa: BLE001 - provenance is informative; never stop a study for it
         return None
 
 
@@ -303,7 +316,7 @@ class StudyStore:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, url_or_path: str | os.PathLike | None, package: StudyPackage | str | os.PathLike, *,
-             root: str | os.PathLike = DEFAULT_ROOT, app_commit: str | None = "auto") -> "StudyStore":
+             root: str | os.PathLike = DEFAULT_ROOT, app_commit: str | None = "auto") -> StudyStore:
         """Open (create, migrate) the database of ``package``.
 
         Args:
@@ -577,7 +590,7 @@ class StudyStore:
         videos["responses"] = videos["video"].map(main.groupby("video").size()).fillna(0).astype(int)
         videos["participants"] = videos["video"].map(main.groupby("video")["participant"].nunique()).fillna(0).astype(int)
         counts = {"study_id": self.package.study_id, "kind": self.package.kind, "closed": closed,
-                  "responses": int(len(r)), "participants": int(len(participants)),
+                  "responses": len(r), "participants": len(participants),
                   "joined": int(participants["joined_at"].notna().sum()),
                   "finished": int(participants["finished"].sum()),
                   "by_kind": {k: int(v) for k, v in r.groupby("trial_kind").size().items()} if len(r) else {}}
@@ -611,7 +624,11 @@ class StudyStore:
         """The responses in the analysis schema (rankings: one row per participant, trial and
         method; pairwise: one row per trial), schema columns first, then the record's extras
         (trial_id, plays, replays, viewport, user_agent, app_commit)."""
-        from study_app.analysis.schema import PAIRWISE_COLUMNS, RANKING_COLUMNS, SCHEMA_VERSION
+        from study_app.analysis.schema import (
+            PAIRWISE_COLUMNS,
+            RANKING_COLUMNS,
+            SCHEMA_VERSION,
+        )
 
         out = []
         for r in self._rows():

@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-import study_app.auth as auth
 from benchmark.errors import StereobenchError
+from study_app import auth
 from study_app.auth import ENV_HASH, AdminAuth, check_admin, hash_password
 from tests.study_helpers import synthetic_package
-
 
 CHEAP = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}  # fast to verify; production uses the defaults
 

@@ -18,7 +18,13 @@ import pytest
 from benchmark.errors import StereobenchError
 from study_app.assign import assignment_counts, balanced_assignment
 from study_app.media import probe, vr_download_name
-from study_app.package import CONTROL, HIDDEN_REFERENCE, MANIFEST, StudyPackage, build_study
+from study_app.package import (
+    CONTROL,
+    HIDDEN_REFERENCE,
+    MANIFEST,
+    StudyPackage,
+    build_study,
+)
 from tests.study_helpers import METHODS, make_run, make_video_folder
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -192,7 +198,7 @@ def test_pairwise_pairs_counterbalanced_side_by_side(pairwise):
             assert t.methods == ((t.method_a, t.method_b) if t.first_shown == "a" else (t.method_b, t.method_a))
         att = [t for t in plan if t.kind == "attention"]
         assert len(att) == 1 and att[0].method_b == CONTROL and att[0].attention_answer == "a"
-        rep = [t for t in plan if t.kind == "repeat"][0]
+        rep = next(t for t in plan if t.kind == "repeat")
         orig = plan[rep.repeat_of - 1]
         assert (rep.method_a, rep.method_b, rep.video) == (orig.method_a, orig.method_b, orig.video)
         assert rep.first_shown != orig.first_shown  # the repeat swaps the order

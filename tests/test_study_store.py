@@ -20,7 +20,12 @@ import pytest
 
 from benchmark.errors import StereobenchError
 from study_app.package import CONTROL, StudyPackage
-from study_app.store import InvalidResponse, StudyClosed, StudyStore, is_complete_ranking
+from study_app.store import (
+    InvalidResponse,
+    StudyClosed,
+    StudyStore,
+    is_complete_ranking,
+)
 from tests.study_helpers import METHODS, PostgresServer, synthetic_package
 
 _counter = iter(range(10_000))
@@ -70,6 +75,7 @@ def test_is_complete_ranking_by_hand():
 def test_migration_matches_models_and_is_idempotent(tmp_path, db):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+
     from study_app.store import Base
 
     pkg = synthetic_package(tmp_path / "pkg")
