@@ -129,20 +129,13 @@ def _run_one(job, out_root: str) -> tuple[str, str | None]:
 
 
 def _worker_init() -> None:
-    """One thread per worker process (the processes are the parallelism)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a dependency
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
+    """One thread per worker process (the processes are the parallelism). Set through the
+    environment before the job imports NumPy, OpenCV or torch (importing them here just to set
+    a thread count would cost every worker seconds)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        os.environ.setdefault(name, "1")
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
 
 
 def run_jobs(jobs: Iterable[Job], *, out_root: str | os.PathLike, workers: int = 1,
