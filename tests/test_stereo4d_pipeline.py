@@ -131,7 +131,7 @@ def test_run_split_test_records_checksums_in_the_run_manifest(reference, tmp_pat
     runs = tmp_path / "runs"
     code = main(["run", "--dataset", "stereo4d", "--option", f"root={out}", "--split", "m2svid-test", "--method",
                  "left-copy", "--metrics", "psnr", "--out", str(runs), "--no-leaderboard", "--no-progress",
-                 "--cache", str(tmp_path / "cache")])
+                 "--cache", str(tmp_path / "cache"), "--protocol", "quick"])  # quick: the 512 px warp costs ~15 s here
     assert code == 0
     manifest = json.loads(next(runs.glob("*/manifest.json")).read_text())
     ds = manifest["datasets"]["stereo4d"]
@@ -139,7 +139,21 @@ def test_run_split_test_records_checksums_in_the_run_manifest(reference, tmp_pat
     entry = read_manifest(out)["clips"]["uYSQlA0gDjw_100000"]
     assert ds["checksums"]["uYSQlA0gDjw_100000"]["left.mp4"] == entry["files"]["left.mp4"]["sha256"]
     assert "not guaranteed" in ds["m2svid_note"] and len(ds["m2svid_unmatched"]) == 387
-    assert manifest["protocol"]["name"] == "paper"  # the dataset's default protocol
+    assert manifest["protocol"]["name"] == "quick"
+
+
+def test_prepared_datasets_default_to_the_paper_protocol():
+    from benchmark.cli import build_parser
+    from benchmark.commands.run import build_config
+
+    def config(*argv):
+        return build_config(build_parser("run").parse_args(["run", *argv]))
+
+    assert config("--dataset", "stereo4d", "--split", "test").protocol == "paper"
+    assert config("--dataset", "stereo4d", "--split", "test").datasets[0].options == {"split": "test"}
+    assert config("--dataset", "stereo4d", "--protocol", "quick").protocol == "quick"
+    assert config("--dataset", "synthetic").protocol == "quick"  # bundled data keeps the config default
+    assert config("--dataset", "stereo4d", "--dataset", "synthetic").protocol == "quick"  # they disagree
 
 
 def test_run_says_what_is_missing_and_where(reference, tmp_path, capsys):
