@@ -67,6 +67,21 @@ def test_bad_videos_are_logged_and_skipped_and_the_good_one_is_prepared(folder, 
             assert line.count("failed ") == 1
 
 
+def test_jobs_survive_pickling_for_worker_processes(folder):
+    """`--workers N` sends jobs to spawned processes: a job must round-trip through pickle."""
+    import argparse
+    import pickle
+
+    parser = argparse.ArgumentParser()
+    E.add_arguments(parser)
+    args = parser.parse_args(["--videos", str(folder / "videos"), "--homographies", str(folder / "homs"),
+                              "--out", str(folder / "o")])
+    jobs, _ = E.build_jobs(args)
+    assert [j.job_id for j in jobs] == ["badjson", "good", "mono", "short"]
+    clone = pickle.loads(pickle.dumps(jobs[1]))
+    assert clone == jobs[1] and clone.key() == jobs[1].key() and clone.homography.endswith("good.mp4.json")
+
+
 @pytest.mark.parametrize("extra,contains", [
     (["--clip-frames", "1"], "--clip-frames must be at least 2"),
     (["--min-clip-seconds", "0"], "--min-clip-seconds must be a positive number"),

@@ -221,3 +221,25 @@ def test_official_test_split_selects_only_its_clips(prepared, capsys):
     ds = get_dataset("ego4d", root=str(out), split="test", allow_missing=True)
     assert sorted(ds.clip_names()) == [f"{uid}_clip_{i:04d}" for i in range(3)]
     assert len(ds.missing) == 197
+
+
+def test_user_disparity_files_replace_sgbm(prepared, capsys):
+    """``--disparity-dir``: ``<clip_id>.npy`` of the prepared clip's shape is stored as given; a file
+    of another shape fails that video with a one-line reason naming both shapes."""
+    base, videos, homs = prepared["base"], prepared["videos"], prepared["homs"]
+    shape = np.load(prepared["out"] / "clips" / "vid-port_clip_0000" / "disparity.npy").shape
+    user = base / "user-disparity"
+    user.mkdir()
+    mine = np.full(shape, 3.25, np.float32)
+    mine[:, :4] = np.nan
+    np.save(user / "vid-port_clip_0000.npy", mine)
+    out = base / "out-user"
+    assert _prepare(videos, out, "--homographies", str(homs), "--video-uids", "vid-port",
+                    "--disparity-dir", str(user)) == 0
+    np.testing.assert_array_equal(np.load(out / "clips" / "vid-port_clip_0000" / "disparity.npy"), mine)
+    assert _source(out, "vid-port_clip_0000")["disparity"] == "file"
+    np.save(user / "vid-port_clip_0000.npy", mine[:, 1:])
+    capsys.readouterr()
+    assert _prepare(videos, base / "out-user2", "--homographies", str(homs), "--video-uids", "vid-port",
+                    "--disparity-dir", str(user)) == 1
+    assert f"has shape {mine[:, 1:].shape}; the prepared clip needs {shape}" in capsys.readouterr().out
