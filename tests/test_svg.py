@@ -131,6 +131,7 @@ def test_text_embeddings_once_with_the_negative_prompt_first():
     finally:
         hook.remove()
     assert len(calls) == 1 and again is first and first.shape == (2, 77, 32)
+    assert {type(p).__name__ for p in components.unet.attn_processors.values()} == {"AttnProcessor2_0"}  # SDPA
     ids = components.tokenizer([NEGATIVE_PROMPT, "a cat"], padding="max_length", max_length=77).input_ids
     assert calls[0].tolist() == ids and ids[0][-1] == 0  # padded with "!" (id 0), zeroscope's pad token
 

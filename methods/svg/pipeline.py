@@ -158,6 +158,9 @@ def load_components(zeroscope: str | os.PathLike, svd: str | os.PathLike, device
     if scheduler.config.prediction_type != "epsilon":
         raise StereobenchError(f"{zs / 'scheduler'} predicts {scheduler.config.prediction_type!r}; SVG runs zeroscope's "
                                f"epsilon-prediction DDPM")
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels on GPU)
     modules = [m.to(device).eval().requires_grad_(False) for m in (unet, text_encoder, vae)]
     return Components(modules[0], modules[1], tokenizer, scheduler, modules[2])
 
