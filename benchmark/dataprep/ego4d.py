@@ -547,8 +547,15 @@ class Ego4DVideoJob:
         return all(clip_is_prepared(out_root, c) for c in marker.get("clips", []))
 
     def key(self) -> str:
-        return _options_hash({"options": self.options, "clips": self.clip_indices,
-                              "homography": Path(self.homography).name if self.homography else None})
+        """Hash of everything that decides this video's clips: options, clip selection and the
+        homography file's content (a changed file or option re-prepares the video)."""
+        homography = None
+        if self.homography:
+            try:
+                homography = hashlib.sha256(Path(self.homography).read_bytes()).hexdigest()[:16]
+            except OSError:
+                homography = Path(self.homography).name
+        return _options_hash({"options": self.options, "clips": self.clip_indices, "homography": homography})
 
     def run(self, out_root: Path) -> None:
         prepare_video(self, Path(out_root))
@@ -693,8 +700,12 @@ def _prepare_clip(out_root: Path, clip_id: str, raw: np.ndarray, fps: float, rec
         if opts.get("max_disparity"):
             lo, hi = 0, int(opts["max_disparity"])
         elif stats["robust_min"] is not None:
-            lo = math.floor(min(0.0, stats["robust_min"] + added) - 4)
-            hi = math.ceil(max(stats["robust_max"] + added, 0.0) * 1.25 + 8)
+            # The clip's range from its matches, with a margin; bounded by the width (an outlier
+            # match must not make SGBM search half the frame).
+            width = left.shape[2]
+            lo = max(math.floor(min(0.0, stats["robust_min"] + added) - 4), -(width // 4))
+            hi = min(math.ceil(max(stats["robust_max"] + added, 0.0) * 1.25 + 8), width // 2)
+            hi = max(hi, lo + 16)
         else:
             lo, hi = 0, None
         disparity = sgbm_disparity(left, right, min_disparity=lo, max_disparity=hi,
