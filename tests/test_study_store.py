@@ -273,9 +273,10 @@ def test_export_is_the_analysis_schema_and_analyze_runs_on_it(tmp_path, db, caps
     store.dispose()
     if "postgresql" in str(db):
         return  # the same export code; the analysis run (~10 s) is checked once, on SQLite
-    code = main(["analyze", str(csv_path), "--out", str(tmp_path / "analysis"), "--n-boot", "200", "--n-boot-model", "20", "--n-perm", "199"])
-    capsys.readouterr()
-    assert code == 0
+    code = main(["analyze", str(csv_path), "--out", str(tmp_path / "analysis"), "--n-boot", "50", "--n-boot-model", "10",
+                 "--n-perm", "99"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     report = (tmp_path / "analysis" / "report.md").read_text()
     assert METHODS[0] in report and CONTROL not in report.split("## ")[1]
 
