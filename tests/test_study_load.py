@@ -6,7 +6,8 @@ re-submit of an earlier trial now and then (a rerun after a refresh), until its 
 the time bound is hit. Counted afterwards, from the database: every (participant, trial) has
 exactly one row (zero lost, zero duplicated), every stored answer is the first one sent, every
 second submit was reported as a duplicate, no call raised. The p95 submit latency is printed
-(``pytest -s``) and recorded in docs/performance.md.
+(``pytest -s``) and recorded in docs/performance.md. A second test does the same over HTTP on
+loopback through the headset page's answer endpoint (pairwise).
 """
 
 from __future__ import annotations
@@ -109,4 +110,121 @@ def test_twenty_concurrent_participants_lose_and_duplicate_nothing(tmp_path):
     print(f"\nload test: {N_PARTICIPANTS} participants, {len(rows)} responses stored, {stats['duplicates_sent']} "
           f"duplicate submits, {len(lat)} submits in {wall:.1f} s; submit latency p50 {p50:.1f} ms, "
           f"p95 {p95:.1f} ms, p99 {p99:.1f} ms, max {lat.max():.1f} ms")
+    store.dispose()
+
+
+def test_twenty_headset_participants_over_http_on_loopback(tmp_path):
+    """The same count over HTTP: a uvicorn server on 127.0.0.1 serving the study's headset API
+    (``GET /xr/api/state``, ``POST /xr/api/answer``, study_app.web.routes) and 20 client threads,
+    each a VR participant answering every pairwise trial, about half of them twice."""
+    import http.client
+    import json
+    import socket
+
+    try:
+        import uvicorn
+        from starlette.applications import Starlette
+
+        from study_app.web.context import WebConfig, open_study
+        from study_app.web.routes import make_routes
+    except ImportError as exc:  # the web side is optional for the storage layer
+        import pytest
+
+        pytest.skip(f"the study web routes are not importable: {exc}")
+    n_trials = 10
+    pkg_dir = synthetic_package(tmp_path / "vr", kind="pairwise", participants=N_PARTICIPANTS,
+                                trials_per_participant=n_trials, study_id="vr-load")
+    cfg = WebConfig(pkg_dir.resolve(), str(tmp_path / "vr.sqlite"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=make_routes(cfg)), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t_wait = time.monotonic()
+    while not server.started and time.monotonic() - t_wait < 30:
+        time.sleep(0.05)
+    assert server.started, "the loopback server did not start"
+    package, store = open_study(cfg)
+    deadline = time.monotonic() + TIME_BOUND_S
+    latencies: list[float] = []
+    sent: dict[tuple[str, str], str] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    counts = {"stored": 0, "duplicate": 0, "duplicates_sent": 0}
+
+    def call(conn, method, path, body=None):
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    def participant(index: int) -> None:
+        pid = package.participant_ids[index]
+        rng = np.random.default_rng(100 + index)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        stored = dup = dup_sent = 0
+        mine = {}
+        try:
+            while time.monotonic() < deadline:
+                status, state = call(conn, "GET", f"/xr/api/state?pid={pid}")
+                if status != 200 or state.get("status") != "trial":
+                    if state.get("status") != "done":
+                        with lock:
+                            errors.append(f"{pid}: state {status} {state}")
+                    break
+                trial_id = state["trial"]["trial_id"]
+                answer = ["A", "B", "equal"][int(rng.integers(3))]
+                for k in range(2 if rng.random() < 0.5 else 1):
+                    t0 = time.perf_counter()
+                    status, result = call(conn, "POST", f"/xr/api/answer?pid={pid}",
+                                          {"trial_id": trial_id, "answer": answer if k == 0 else "equal", "plays": 1})
+                    with lock:
+                        latencies.append(time.perf_counter() - t0)
+                    if status != 200:
+                        with lock:
+                            errors.append(f"{pid}: answer {status} {result}")
+                        return
+                    stored += result["stored"]
+                    dup += result["duplicate"]
+                    dup_sent += k
+                    if k == 0:
+                        mine[trial_id] = answer
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            with lock:
+                errors.append(f"{pid}: {type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+        with lock:
+            counts["stored"] += stored
+            counts["duplicate"] += dup
+            counts["duplicates_sent"] += dup_sent
+            sent.update({(pid, t): a for t, a in mine.items()})
+
+    threads = [threading.Thread(target=participant, args=(i,)) for i in range(N_PARTICIPANTS)]
+    t_start = time.perf_counter()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIME_BOUND_S + 30)
+        wall = time.perf_counter() - t_start
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert not errors, errors[:3]
+    expected = {(pid, t.trial_id) for pid in package.participant_ids for t in package.plan(package.slot_of(pid))}
+    assert set(sent) == expected
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT participant, trial_id, answer FROM responses").all()
+    assert len(rows) == len(expected) == len({(p, t) for p, t, _ in rows})  # none lost, none doubled
+    assert {(p, t): json.loads(a)["choice"] for p, t, a in rows} == \
+        {k: ("equal" if v == "equal" else v) for k, v in sent.items()}  # the first answer kept
+    assert counts["stored"] == len(expected) and counts["duplicate"] == counts["duplicates_sent"] > 0
+    lat = np.asarray(latencies) * 1e3
+    p50, p95 = np.percentile(lat, [50, 95])
+    print(f"\nHTTP load test: {N_PARTICIPANTS} headset participants, {len(rows)} responses, "
+          f"{counts['duplicates_sent']} duplicate posts, {len(lat)} posts in {wall:.1f} s; answer latency "
+          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {lat.max():.1f} ms")
     store.dispose()
