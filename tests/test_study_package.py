@@ -297,3 +297,18 @@ def test_a_media_file_missing_at_serve_time_skips_its_trial(tmp_path, ranking, c
     assert "skipped" in caplog.text and gone.trial_id in caplog.text
     assert store.progress(pid) == (1, len(plan) - len(others))
     store.dispose()
+
+
+def test_the_design_is_reproducible_from_the_seed(tmp_path):
+    src = make_video_folder(tmp_path / "src", n_videos=2, methods=METHODS[:3], gt=False, size=(16, 16), frames=4)
+
+    def design(name, seed):
+        pkg = build_study(src, tmp_path / name, participants=3, seed=seed, progress=False)
+        return [(t.participant_slot, t.number, t.kind, t.video, t.methods, t.repeat_of) for t in pkg.trials], pkg
+
+    a, pkg_a = design("a", 5)
+    b, pkg_b = design("b", 5)
+    c, _ = design("c", 6)
+    assert a == b and a != c
+    assert set(pkg_a.manifest["media"]).isdisjoint(pkg_b.manifest["media"])  # tokens are never reused
+    assert set(pkg_a.participant_ids).isdisjoint(pkg_b.participant_ids)
