@@ -16,6 +16,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from study_app.package import StudyPackage
 from study_app.store import StudyStore
@@ -27,8 +28,36 @@ TIME_BOUND_S = 120.0
 
 
 def test_twenty_concurrent_participants_lose_and_duplicate_nothing(tmp_path):
+    _load(tmp_path, str(tmp_path / "load.sqlite"))
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_participants_on_postgresql(tmp_path):
+    """The same load against a real PostgreSQL server (no process lock there: the database
+    serialises the unique constraint itself)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.study_helpers import PostgresServer
+
+    base = Path(tempfile.mkdtemp(prefix="stereobench-pg-load-"))
+    try:
+        try:
+            server = PostgresServer(base)
+        except (RuntimeError, OSError, LookupError) as exc:
+            pytest.skip(f"PostgreSQL could not start here: {exc}")
+        try:
+            _load(tmp_path, server.create_database("load"))
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _load(tmp_path, db: str) -> None:
     pkg_dir = synthetic_package(tmp_path / "pkg", participants=N_PARTICIPANTS, trials_per_participant=TRIALS)
-    store = StudyStore.open(str(tmp_path / "load.sqlite"), StudyPackage.load(pkg_dir), app_commit="load-test")
+    store = StudyStore.open(db, StudyPackage.load(pkg_dir), app_commit="load-test")
     package = store.package
     deadline = time.monotonic() + TIME_BOUND_S
     latencies: list[list[float]] = [[] for _ in range(N_PARTICIPANTS)]
@@ -107,7 +136,7 @@ def test_twenty_concurrent_participants_lose_and_duplicate_nothing(tmp_path):
     assert stats["duplicate_reported"] == stats["duplicates_sent"] > 0
     lat = np.concatenate([np.asarray(x) for x in latencies]) * 1e3
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-    print(f"\nload test: {N_PARTICIPANTS} participants, {len(rows)} responses stored, {stats['duplicates_sent']} "
+    print(f"\nload test ({store.engine.dialect.name}): {N_PARTICIPANTS} participants, {len(rows)} responses stored, {stats['duplicates_sent']} "
           f"duplicate submits, {len(lat)} submits in {wall:.1f} s; submit latency p50 {p50:.1f} ms, "
           f"p95 {p95:.1f} ms, p99 {p99:.1f} ms, max {lat.max():.1f} ms")
     store.dispose()
@@ -128,8 +157,6 @@ def test_twenty_headset_participants_over_http_on_loopback(tmp_path):
         from study_app.web.context import WebConfig, open_study
         from study_app.web.routes import make_routes
     except ImportError as exc:  # the web side is optional for the storage layer
-        import pytest
-
         pytest.skip(f"the study web routes are not importable: {exc}")
     n_trials = 10
     pkg_dir = synthetic_package(tmp_path / "vr", kind="pairwise", participants=N_PARTICIPANTS,
