@@ -524,7 +524,8 @@ def build_study(
                 media[token] = {"sha256": file_sha256(path), "bytes": path.stat().st_size, "frames": info.frames,
                                 "fps": info.fps, "gop": info.gop}
 
-        trials = _plan_trials(kind, usable, list(methods), units, assignment, tokens, attention, repeats, training, rng)
+        shown = list(methods) if kind == "ranking" else needed  # pairwise: only methods of some pair have media
+        trials = _plan_trials(kind, usable, shown, units, assignment, tokens, attention, repeats, training, rng)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "study_id": study_id, "kind": kind,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": int(seed),

@@ -211,9 +211,13 @@ def test_pairwise_pairs_counterbalanced_side_by_side(pairwise):
 
 def test_pairwise_explicit_pairs(tmp_path):
     src = make_video_folder(tmp_path / "src", n_videos=1, methods=METHODS[:3], gt=False, size=(16, 16), frames=4)
-    pkg = build_study(src, tmp_path / "pkg", kind="pairwise", pairs=[f"{METHODS[2]}:{METHODS[0]}"], participants=2,
-                      attention=0, repeats=0, training=0, progress=False)
-    assert {(t.method_a, t.method_b) for t in pkg.trials} == {(METHODS[2], METHODS[0])}
+    pkg = build_study(src, tmp_path / "pkg", kind="pairwise", pairs=[f"{METHODS[2]}:{METHODS[0]}"], participants=4,
+                      attention=2, repeats=0, training=0, progress=False)
+    main = [t for t in pkg.trials if t.kind == "main"]
+    assert {(t.method_a, t.method_b) for t in main} == {(METHODS[2], METHODS[0])}
+    att = [t for t in pkg.trials if t.kind == "attention"]
+    assert len(att) == 8 and {t.method_a for t in att} <= {METHODS[0], METHODS[2]}  # never the unpaired method
+    assert {t.method_b for t in att} == {CONTROL}
     with pytest.raises(StereobenchError, match="Did you mean"):
         build_study(src, tmp_path / "pkg2", kind="pairwise", pairs=[f"{METHODS[0]}:{METHODS[1]}x"], progress=False)
 
