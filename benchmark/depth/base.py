@@ -39,6 +39,7 @@ DEPTH_MODELS = LazyRegistry(
         "files": "benchmark.depth.files:FileDepth",
         "depth-anything-v2": "benchmark.depth.transformers_depth:DepthAnythingV2",
         "transformers": "benchmark.depth.transformers_depth:TransformersDepth",
+        "depthcrafter": "benchmark.depth.depthcrafter:DepthCrafter",
     },
     entry_point_group="stereobench.depth_models",
 )
