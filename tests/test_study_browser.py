@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -249,8 +250,9 @@ def test_served_html_and_urls_name_no_method_or_path(servers, packages, page):
         with urllib.request.urlopen(u) as r:
             data = r.read()
         assert not any(m.encode() in data for m in METHODS) and str(tmp).encode() not in data
-    with urllib.request.urlopen(f"{servers['ranking'].url}/v/{'0' * 32}.mp4") as r:
-        pytest.fail(f"unknown token served: {r.status}")
+    with pytest.raises(urllib.error.HTTPError) as err:  # a token that is not in the study
+        urllib.request.urlopen(f"{servers['ranking'].url}/v/{'0' * 32}.mp4")
+    assert err.value.code == 404
 
 
 # ----------------------------------------------------------------------------- headset page
@@ -275,6 +277,37 @@ def test_headset_page_enters_immersive_session_and_draws_two_eyes(servers, packa
     assert state["mode"] == "webgl" and not state["error"]
     left, right = state["probe"]["left"], state["probe"]["right"]
     # The side-by-side stimulus is red | blue: each eye must see its own half.
+    assert left[0] > 150 and left[2] < 100, f"left eye saw {left}"
+    assert right[2] > 150 and right[0] < 100, f"right eye saw {right}"
+
+
+def test_headset_page_uses_webxr_layers_where_available(servers, packages, page):
+    """With XRMediaBinding (here iwer's Layers polyfill) the page composites the video as a
+    stereo-left-right quad layer; the emulator's two eye images (left and right half of its canvas)
+    show the red and the blue half of the side-by-side stimulus."""
+    import io
+
+    from PIL import Image
+
+    from study_app.web.context import IWER_JS
+
+    if not IWER_JS.is_file():
+        pytest.skip(f"the WebXR emulator is not vendored ({IWER_JS.name}); run make install")
+    _, pkgs = packages
+    pid = pkgs["pairwise"].participant_ids[1]
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{servers['pairwise'].url}/xr?pid={pid}&emulate=quest3-layers")
+    sync_api.expect(page.locator("#enter")).to_be_visible(timeout=20000)
+    page.wait_for_function("document.querySelector('#video').readyState >= 2", timeout=20000)
+    page.locator("#enter").click()
+    page.wait_for_function("window.stereobenchXR.session && window.stereobenchXR.frames > 5", timeout=30000)
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.stereobenchXR.mode") == "layers"
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    image.save(ARTIFACTS / "headset-immersive-layers.png")
+    w, h = image.size
+    left, right = image.getpixel((w // 4, int(h * 0.3))), image.getpixel((3 * w // 4, int(h * 0.3)))
     assert left[0] > 150 and left[2] < 100, f"left eye saw {left}"
     assert right[2] > 150 and right[0] < 100, f"right eye saw {right}"
 

@@ -34,10 +34,15 @@ from study_app.web.context import ASSETS, IWER_JS, WebConfig, open_study
 
 _TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+# stereoEnabled: iwer renders one mono view unless told otherwise. forceInstall: Chromium exposes a
+# native navigator.xr in secure contexts even without a headset.
+# emulate=quest3-layers also installs iwer's WebXR Layers polyfill (XRMediaBinding), so the
+# Layers path runs too.
 EMULATOR_SNIPPET = (
     '<script src="/xr/vendor/iwer.js"></script>\n'
     "<script>window.stereobenchEmulator = new IWER.XRDevice(IWER.metaQuest3);"
-    " window.stereobenchEmulator.installRuntime();</script>")
+    " window.stereobenchEmulator.stereoEnabled = true;"
+    " window.stereobenchEmulator.installRuntime({forceInstall: true, polyfillLayers: {layers}});</script>")
 
 
 def vr_file_name(study_id: str, number: int, label: str) -> str:
@@ -92,7 +97,7 @@ def make_routes(cfg: WebConfig) -> list[Route]:
             if not IWER_JS.is_file():
                 return HTMLResponse("<p>The WebXR emulator is not installed: run <code>make install</code>.</p>",
                                     status_code=503)
-            snippet = EMULATOR_SNIPPET
+            snippet = EMULATOR_SNIPPET.replace("{layers}", "true" if emulate == "quest3-layers" else "false")
         page = (ASSETS / "xr.html").read_text(encoding="utf-8").replace("{emulator}", snippet)
         return HTMLResponse(page, headers=_NO_STORE)
 

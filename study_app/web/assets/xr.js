@@ -114,7 +114,11 @@ in vec2 pos; uniform mat4 proj, view, model; out vec2 uv;
 void main() { uv = vec2(pos.x * 0.5 + 0.5, 0.5 - pos.y * 0.5); gl_Position = proj * view * model * vec4(pos, 0.0, 1.0); }`;
 const FS = `#version 300 es
 precision mediump float; in vec2 uv; uniform sampler2D tex; uniform float eyeOffset; out vec4 color;
-void main() { color = texture(tex, vec2(eyeOffset + uv.x * 0.5, uv.y)); }`;
+void main() {
+  // Stay half a texel inside this eye's half: linear filtering must not blend in the other eye.
+  float h = 0.5 / float(textureSize(tex, 0).x);
+  color = texture(tex, vec2(eyeOffset + clamp(uv.x * 0.5, h, 0.5 - h), uv.y));
+}`;
 
 function compile(gl, type, src) {
   const s = gl.createShader(type);
@@ -242,9 +246,17 @@ async function enterVR() {
     });
     const refSpace = await session.requestReferenceSpace("local");
     video.play().catch(() => {});
-    const layersOk = forcePath !== "webgl" && typeof XRMediaBinding !== "undefined" &&
-      (!session.enabledFeatures || session.enabledFeatures.includes("layers"));
-    state.mode = layersOk ? startLayers(session, refSpace, video) : await startWebGL(session, refSpace, video);
+    // Layers where the browser has them (a polyfill may not list "layers" in enabledFeatures, so
+    // try it and fall back to WebGL when the layer cannot be made).
+    state.mode = "";
+    if (forcePath !== "webgl" && typeof XRMediaBinding !== "undefined") {
+      try {
+        state.mode = startLayers(session, refSpace, video);
+      } catch (e) {
+        state.layersError = String(e && e.message || e);
+      }
+    }
+    if (!state.mode) state.mode = await startWebGL(session, refSpace, video);
     $("#enter").textContent = "Exit VR";
     $("#enter").onclick = () => session.end();
     $("#mode").textContent = state.mode === "layers" ? "WebXR Layers" : "WebGL two-eye rendering";
