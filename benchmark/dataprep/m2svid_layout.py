@@ -149,7 +149,7 @@ class M2SVidLayoutJob:
                   "right": Path(self.right).name, "disparity": mode,
                   "disparity_file": npy.name if mode == "npy" else (flow.name if mode == "flows" else None)}
         write_prepared_clip(out_root, self.job_id, left=left, right=right, disparity=disparity, fps=fps,
-                            source=source)
+                            source=source, update=False)  # the command reconciles the manifest once at the end
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

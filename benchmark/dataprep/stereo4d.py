@@ -594,14 +594,16 @@ class Stereo4DJob:
             "timestamp_fps": float(1e6 / np.median(diffs)) if len(diffs) else None,
             "max_frame_offset_s": float(np.max(np.abs(np.asarray(chosen) - ann.timestamps / 1e6))),
             "fov_bounds": ann.fov_bounds.tolist(), "rectified2rig": ann.rectified2rig.tolist(),
-            "camera2world": ann.camera2world.tolist(), "focal_px": focal_length(self.size, self.hfov_deg),
+            "focal_px": focal_length(self.size, self.hfov_deg),
             "baseline_m": BASELINE_M, "size": self.size, "hfov_deg": self.hfov_deg,
             "remap": "two-pass" if self.two_pass else "composed", "disparity": mode,
             "flows": flow_file.name if mode == "flows" else None,
             "m2svid_ids": list(self.m2svid_ids),
         }
+        # update=False: the command merges every clip into manifest.json once, after all jobs
+        # (one rewrite per clip would cost O(clips^2) on the 100k-clip train split).
         write_prepared_clip(out_root, self.job_id, left=left, right=right, disparity=disparity, fps=self.fps,
-                            source=source)
+                            source=source, update=False)
 
 
 def _sha256(path: Path) -> str:

@@ -248,7 +248,10 @@ def write_prepared_clip(root: str | os.PathLike, clip_id: str, *, left: np.ndarr
             (non-finite values are stored as NaN).
         fps: frame rate of the views.
         source: JSON-serialisable facts about where the clip came from (kept in the entry).
-        update: also merge the entry into ``manifest.json`` (:func:`update_manifest`).
+        update: also merge the entry into ``manifest.json`` (:func:`update_manifest`). Each merge
+            rewrites the whole manifest, so a preparation of many thousands of clips passes
+            False and calls :func:`reconcile_manifest` once after its jobs; the loader finds
+            clips the manifest does not list yet through their ``meta.json`` either way.
 
     Idempotent: when the clip is already in place with the same entry (same bytes, checksums and
     source), nothing on disk changes (the new files are discarded, the old ones keep their
