@@ -6,6 +6,7 @@ batched passes == the one-video-at-a-time loop, the text path, and bad input."""
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import tempfile
 import warnings
@@ -182,6 +183,9 @@ def test_missing_weights_name_both_hub_ids(tmp_path, monkeypatch):
     monkeypatch.setenv("SVG_ZEROSCOPE_WEIGHTS", str(zs))
     monkeypatch.setenv("SVG_SVD_WEIGHTS", str(tiny_folders()[1]))
     assert SVG().weights_status().present
+    slot = MethodSlot(label="svg", name="svg", options={}, method=METHODS["svg"](seed=0))
+    check_weights(slot, torch.device("cpu"))
+    assert slot.skip_reason and "needs a GPU" in slot.skip_reason
 
 
 def test_incomplete_or_wrong_folders(tmp_path):
@@ -196,6 +200,12 @@ def test_incomplete_or_wrong_folders(tmp_path):
         SVG(zeroscope=zs, svd_vae=zs / "tokenizer").load("cpu")
     with pytest.raises(StereobenchError, match="does not exist"):
         SVG(zeroscope=tmp_path / "nowhere", svd_vae=svd).load("cpu")
+    vpred = tmp_path / "vpred"
+    shutil.copytree(zs, vpred)
+    config = json.loads((vpred / "scheduler" / "scheduler_config.json").read_text())
+    (vpred / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": "v_prediction"}))
+    with pytest.raises(StereobenchError, match="not zeroscope's scheduler"):
+        SVG(zeroscope=vpred, svd_vae=svd).load("cpu")
 
 
 def test_bad_input_and_options():

@@ -72,7 +72,8 @@ SVG = MethodSpec(
         outside_mask="any",
         description="Training-free: a frame matrix of 8 views x T frames from linearly scaled disparity, denoised "
         "by the frozen zeroscope text-to-video U-Net along time and views (DDPM, 50 steps, CFG 7.5, RePaint "
-        "resampling, boundary re-injection), SVD VAE; the right view is the decode of the last view.",
+        "resampling, boundary re-injection), SVD VAE; the right view is the decode of the last view. "
+        f"Default prompt {DEFAULT_PROMPT!r}, negative prompt {NEGATIVE_PROMPT!r} (options prompt, negative_prompt).",
     ),
     loader="methods.svg.adapter:SVG",
 )

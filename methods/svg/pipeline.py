@@ -155,9 +155,12 @@ def load_components(zeroscope: str | os.PathLike, svd: str | os.PathLike, device
     if vae.config.latent_channels != unet.config.in_channels:
         raise StereobenchError(f"{vae_dir} has {vae.config.latent_channels} latent channels, the U-Net takes "
                                f"{unet.config.in_channels}: is this the {SVD_HUB_ID} VAE?")
-    if scheduler.config.prediction_type != "epsilon":
-        raise StereobenchError(f"{zs / 'scheduler'} predicts {scheduler.config.prediction_type!r}; SVG runs zeroscope's "
-                               f"epsilon-prediction DDPM")
+    config = scheduler.config
+    if (config.prediction_type, config.variance_type, config.clip_sample, config.thresholding) != (
+            "epsilon", "fixed_small", False, False):
+        raise StereobenchError(f"{zs / 'scheduler'} is not zeroscope's scheduler (prediction {config.prediction_type!r}, "
+                               f"variance {config.variance_type!r}, clip_sample {config.clip_sample}, thresholding "
+                               f"{config.thresholding}); SVG runs epsilon-prediction DDPM, fixed_small, no clipping")
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels on GPU)
