@@ -105,3 +105,21 @@ def test_corrupt_npz_and_bad_track_arrays(tmp_path):
     path = write_npz(tmp_path / "w_1.npz", video_id="w", timestamps=[1, 2], track_lengths=np.array([5]))
     with pytest.raises(StereobenchError, match="track arrays disagree"):
         load_annotation(path)
+
+
+def test_aspect_rule_accepts_16_9_vr180_downloads_and_refuses_top_bottom(tmp_path):
+    """YouTube's VR180 stream (yt-dlp format 313) is 3840x2160: 1.78 against 2.0 for 180x180-degree
+    eyes, inside the 20 % tolerance; a top-bottom or mono frame (aspect 1.0 or 0.5) is not."""
+    from benchmark.dataprep.stereo4d import check_video, load_annotation
+    from benchmark.errors import StereobenchError
+
+    ann = load_annotation(write_npz(tmp_path / "v_1.npz", video_id="v", timestamps=[1, 2],
+                                    fov_bounds=np.array([-90.0, 90.0, -90.0, 90.0])))
+    for (w, h), ok in (((384, 216), True), ((384, 192), True), ((256, 256), False), ((192, 384), False)):
+        path = tmp_path / f"v_{w}x{h}.mp4"
+        write_lossless_rgb_video(path, np.zeros((1, h, w, 3), np.uint8), FPS)
+        if ok:
+            assert check_video(path, ann, min_height=0)[:2] == (w, h)
+        else:
+            with pytest.raises(StereobenchError, match="not a side-by-side"):
+                check_video(path, ann, min_height=0)
