@@ -295,6 +295,10 @@ RULES: tuple[Rule, ...] = (
     Rule(("study_app.analysis",), "the study statistics read response tables; they use only the harness's ground "
                                   "floor (errors, atomic writes), never runs, methods or the CLI",
          only=(*GROUND, "study_app.analysis")),
+    Rule(("study_app.assign", "study_app.media", "study_app.package", "study_app.store", "study_app.auth",
+          "study_app.migrations"),
+         "the study backend (packages, media, storage, admin auth) sits below the web app and the CLI that use it",
+         forbidden=("study_app.web", "study_app.cli", *ENTRY)),
 )
 
 
