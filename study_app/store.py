@@ -298,9 +298,9 @@ class StudyStore:
         self.package = package
         self.app_commit = app_commit
         self.url = engine.url.render_as_string(hide_password=True)
+        self._skipped: set[str] = set()  # trials whose media went missing (logged once)
         # SQLite has one writer at a time anyway: queueing this process's writers on a lock is
         # fair (FIFO-ish), where SQLite's busy handler polls with growing sleeps and can starve one.
-        self._skipped: set[str] = set()  # trials whose media went missing (logged once)
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     @contextlib.contextmanager
