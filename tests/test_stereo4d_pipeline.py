@@ -203,3 +203,15 @@ def test_m2svid_layout_import(reference, tmp_path):
     assert np.array_equal(np.isnan(d0), np.isnan(d1)) and np.array_equal(d0[~np.isnan(d0)], d1[~np.isnan(d1)])
     assert read_manifest(target)["clips"]["vidB_5"]["source"]["disparity"] == "sgbm"
     assert sorted(read_split(target, "all")) == ["uYSQlA0gDjw-clip1", "vidB_5"]
+
+
+def test_clips_come_out_in_the_paper_protocols_shape(reference):
+    from benchmark.datasets import get_dataset, load_clip
+    from benchmark.stereo.protocol import apply_protocol
+
+    _, _, out = reference
+    ds = get_dataset("stereo4d", root=str(out), split="test")
+    clip = apply_protocol(load_clip(ds, "vidA_33333", "paper"), "paper")
+    assert clip.left.shape == clip.right.shape == (16, 3, 512, 512) and clip.disparity.shape == (16, 1, 512, 512)
+    assert clip.fps == 5.0 and clip.clip_id == "stereo4d/vidA_33333"
+    assert ds.spec.default_protocol == "paper" and ds.spec.revision.startswith("sha256:")
