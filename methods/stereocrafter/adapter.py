@@ -123,8 +123,8 @@ class StereoCrafter(Method):
                 if label == "U-Net":
                     check_unet_config(folder)
                 found.append(f"{label}: {folder}")
-            except StereobenchError as exc:
-                details.append(str(exc))
+            except StereobenchError as exc:  # the reason only: how to get them is said once, below
+                details.append(str(exc).split("; ")[0])
         location = f"U-Net {self.unet_source()}, SVD {self.svd_source()}"
         if details:
             return WeightsStatus(present=False, location=location, how_to_get=HOW_TO_GET, details=details)

@@ -79,6 +79,8 @@ OFFICIAL_OVERLAP = 3
 OFFICIAL_TILE_OVERLAP = 128
 OFFICIAL_TILE_BLEND = 16  # latent rows/cols blended between official tiles (128 px / 8)
 GUIDANCE = 1.01
+#: Pixels per VAE-encoder call beyond which the encoder batch shrinks (5 frames of 512x512).
+ENCODE_PIXELS_PER_CALL = 5 * 512 * 512
 FPS = 7
 MOTION_BUCKET_ID = 127
 
@@ -297,7 +299,7 @@ class StereoCrafterPipeline:
         """Draw the noise-augmentation tensor (official order: first) and encode the warped frames.
 
         warped_m11: (T, 3, H, W) float32 in [-1, 1] on any device. The draws are made
-        ``encode_chunk_size`` frames at a time (the CPU generator's stream does not depend on
+        :meth:`encode_batch` frames at a time (the CPU generator's stream does not depend on
         how a draw of a multiple of 16 values is split: tested), added with
         ``noise_aug_strength`` (0: drawn and dropped), and each batch is encoded by the VAE in
         float32, posterior mode, unscaled. Returns (T, 4, H/8, W/8) float32 on the device.
@@ -309,7 +311,7 @@ class StereoCrafterPipeline:
             if upcast:
                 vae.to(torch.float32)
             try:
-                for batch in warped_m11.split(self.options.encode_chunk_size):
+                for batch in warped_m11.split(self.encode_batch(warped_m11.shape[-2:])):
                     noise = torch.randn(batch.shape, generator=generator, dtype=torch.float32)
                     batch = batch.to(self.execution_device, torch.float32)
                     if strength:
@@ -320,9 +322,17 @@ class StereoCrafterPipeline:
                     vae.to(self.dtype)
         return torch.cat(latents)
 
+    def encode_batch(self, size) -> int:
+        """Frames per VAE-encoder call: ``encode_chunk_size`` (official 5) up to 512x512, fewer on
+        larger frames so the float32 encoder's activations stay bounded (the encoder is per
+        frame: the batch changes only the float summation order, ~1e-6)."""
+        return max(1, min(self.options.encode_chunk_size, ENCODE_PIXELS_PER_CALL // (int(size[0]) * int(size[1]))))
+
     def draw_latents(self, frames: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """Initial latents (1, T, 4, h, w): ``randn`` in the U-Net's dtype on the CPU generator (as
-        diffusers' ``randn_tensor``), times ``init_noise_sigma``; float32 on the device."""
+        diffusers' ``randn_tensor``), times ``init_noise_sigma``; float32 on the device. Call
+        after ``scheduler.set_timesteps`` (the official order): before it the scheduler reports
+        the training schedule's sigma, not sqrt(700^2 + 1)."""
         shape = (1, frames, LATENT_CHANNELS, height, width)
         noise = torch.randn(shape, generator=generator, dtype=self.dtype)
         return noise.to(self.execution_device, torch.float32) * float(self.scheduler.init_noise_sigma)
@@ -370,20 +380,17 @@ class StereoCrafterPipeline:
         h, w = height // self.vae_scale, width // self.vae_scale
         warped_latent = self.encode_conditioning(warped01 * 2 - 1, generator)
         mask_latent = nearest_latent_mask(hole_mask, self.vae_scale).to(self.execution_device)
+        # Official order: set the timesteps first (init_noise_sigma depends on them), then draw.
+        scheduler = self.scheduler
+        scheduler.set_timesteps(self.options.num_inference_steps, device=self.execution_device)
         latents = self.draw_latents(frames, h, w, generator)
         temporal = temporal or (frames, 0)
         spatial = spatial or (max(h, w), 0)
         plan = WindowPlan.build(frames, h, w, temporal, spatial)
-        # Conditioning computed once: the CLIP embedding of each window's first warped frame
-        # (its tile), cached by window origin.
-        s = self.vae_scale
-        embeddings = {}
-        for t0, _ in plan.frames:
-            for y0, y1 in plan.rows:
-                for x0, x1 in plan.cols:
-                    embeddings[(t0, y0, x0)] = self.clip_embedding(warped01[t0:t0 + 1, :, y0 * s:y1 * s, x0 * s:x1 * s])
-        scheduler = self.scheduler
-        scheduler.set_timesteps(self.options.num_inference_steps, device=self.execution_device)
+        # Conditioning computed once: the CLIP embedding of each temporal window's first warped
+        # frame (whole frame: every tile of a window shares it, so tiles get no colour cast of
+        # their own; one window = the official call).
+        embeddings = {t0: self.clip_embedding(warped01[t0:t0 + 1]) for t0, _ in plan.frames}
         from tqdm.auto import tqdm
 
         steps = tqdm(scheduler.timesteps, desc="stereocrafter steps", disable=not self.options.progress)
@@ -393,7 +400,7 @@ class StereoCrafterPipeline:
 
                 def window(ts: slice, ys: slice, xs: slice, scaled=scaled, timestep=timestep) -> torch.Tensor:
                     pred = self.guided_prediction(scaled[:, ts, :, ys, xs], timestep, warped_latent[ts, :, ys, xs],
-                                                  mask_latent[ts, :, ys, xs], embeddings[(ts.start, ys.start, xs.start)])
+                                                  mask_latent[ts, :, ys, xs], embeddings[ts.start])
                     return pred[0]
 
                 if len(plan) == 1:
