@@ -136,7 +136,14 @@ def _rank_visible_trial(page, ranks) -> None:
     tid = page.evaluate("window.stereobenchPlayer.trial")
     for i, r in enumerate(ranks):
         # Streamlit tags a keyed widget's container with st-key-<key>: this trial's widget only.
-        page.locator(f".st-key-rank-{tid}-{i}").get_by_text(str(r), exact=True).click()
+        widget = page.locator(f".st-key-rank-{tid}-{i}")
+        for _ in range(3):  # a click that lands while the previous click's rerun redraws is lost
+            widget.get_by_text(str(r), exact=True).click()
+            try:
+                sync_api.expect(widget.get_by_role("radio", name=str(r))).to_be_checked(timeout=5000)
+                break
+            except AssertionError:
+                continue
     button = page.locator(f".st-key-submit-{tid} button")
     sync_api.expect(button).to_be_enabled(timeout=15000)
     button.click()
