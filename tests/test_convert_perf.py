@@ -11,12 +11,15 @@ One run measures, on the same frames:
   M2SVid NumPy scatter (:func:`benchmark.stereo.native_warps.reference_m2svid_scatter_numpy`,
   frame by frame);
 - our segment encoder (:class:`benchmark.convert.encode.SegmentWriter`) against a plain PyAV
-  libx264 encode of the same packed frames with the same settings.
+  libx264 encode of the same packed frames with the same settings (both from float frames).
+
+Run it with one thread (``OMP_NUM_THREADS=1``) on a shared machine: OpenMP with 2 threads stalls
+at its barriers whenever another process holds a core (see tests/test_warp_perf.py).
 
 Command (figures in docs/performance.md)::
 
-    .venv/bin/python -m tests.test_convert_perf --size 512 --frames 48
-    .venv/bin/python -m tests.test_convert_perf --size 1080 --frames 24
+    OMP_NUM_THREADS=1 .venv/bin/python -m tests.test_convert_perf --size 512 --frames 24
+    OMP_NUM_THREADS=1 .venv/bin/python -m tests.test_convert_perf --size 1080 --frames 8
 
 ``pytest -m perf tests/test_convert_perf.py`` runs a small version as a check.
 """
@@ -99,8 +102,8 @@ def _plain_encode(folder: Path, packed: torch.Tensor) -> float:
     """A plain PyAV libx264 encode (crf 20, medium, yuv420p) of the same frames; seconds."""
     import av
 
+    start = time.perf_counter()  # from the same float frames as ours: the uint8 conversion counts in both
     images = (packed.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
-    start = time.perf_counter()
     container = av.open(str(folder / "plain.mp4"), "w", format="mp4")
     stream = container.add_stream("libx264", rate=24)
     stream.height, stream.width = images.shape[1:3]
