@@ -44,7 +44,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -222,9 +222,12 @@ def _depth_model(options: ConvertOptions) -> Any:
 
 
 def _depth_identity(model: Any) -> Any:
-    if hasattr(model, "identity"):
+    """What identifies the depth source in the journal key: ``identity()`` of a depth model (name,
+    weights revision, settings), else the class of an injected object (its output must then not
+    change between runs of the same class)."""
+    if callable(getattr(model, "identity", None)):
         return model.identity()
-    return getattr(model, "key", None) or type(model).__qualname__
+    return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def _normalizer(options: ConvertOptions) -> tuple[Any, Any]:
@@ -450,8 +453,8 @@ def convert_video(input_path: str | os.PathLike, output: str | os.PathLike, opti
         "version": PIPELINE_VERSION, "input": [str(info.path.resolve()), stat.st_size, stat.st_mtime_ns],
         "fps": str(fps), "depth": _depth_identity(model), "normalizer": normalizer_key,
         "method": options.method, "method_options": options.method_options, "seed": options.seed,
-        "options": {k: v for k, v in asdict(options).items()
-                    if k not in ("method", "method_options", "depth", "normalizer", "normalizer_key", "device",
+        "options": {f.name: getattr(options, f.name) for f in fields(options)  # (asdict would deep-copy a model)
+                    if f.name not in ("method", "method_options", "depth", "normalizer", "normalizer_key", "device",
                                  "depth_weights", "seed", "audio", "naming")},
     })
     parts = Parts(output)
