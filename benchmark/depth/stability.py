@@ -40,7 +40,7 @@ from benchmark.errors import StereobenchError, did_you_mean
 STABILITY_MODES = ("ema", "video", "frame")
 
 DEFAULTS: dict[str, Any] = {"low_percentile": 1.0, "high_percentile": 99.0, "decay": 0.75, "lookahead": 30,
-                            "max_samples": 1 << 18}
+                            "max_samples": 1 << 16}
 
 
 def _as_thw(raw: torch.Tensor, what: str = "raw depth") -> torch.Tensor:
@@ -88,19 +88,27 @@ def frame_ranges(frames: torch.Tensor, low_percentile: float, high_percentile: f
     return torch.cat(los), torch.cat(his)
 
 
-def apply_range(frames: torch.Tensor, lo: torch.Tensor | float, hi: torch.Tensor | float) -> torch.Tensor:
+def apply_range(frames: torch.Tensor, lo: torch.Tensor | float, hi: torch.Tensor | float,
+                out: torch.Tensor | None = None) -> torch.Tensor:
     """``(frames - lo) / (hi - lo)`` clamped to [0, 1]; 0 where the range is empty or unknown;
-    NaN stays NaN. ``lo`` / ``hi``: numbers, or (T,) tensors (one range per frame of (T, H, W))."""
+    NaN stays NaN. ``lo`` / ``hi``: numbers, or (T,) tensors (one range per frame of (T, H, W)).
+    ``out``: a float32 tensor of the frames' shape to write into (may be ``frames`` itself)."""
     frames = _as_thw(frames)
-    lo = torch.as_tensor(lo, dtype=torch.float64).reshape(-1, 1, 1).to(frames.device)
-    hi = torch.as_tensor(hi, dtype=torch.float64).reshape(-1, 1, 1).to(frames.device)
+    t = frames.shape[0]
+    lo = torch.as_tensor(lo, dtype=torch.float64).reshape(-1).expand(t) if t else torch.zeros(0, dtype=torch.float64)
+    hi = torch.as_tensor(hi, dtype=torch.float64).reshape(-1).expand(t) if t else torch.zeros(0, dtype=torch.float64)
     span = hi - lo
     ok = torch.isfinite(lo) & torch.isfinite(span) & (span > 0)
-    safe_lo = torch.where(ok, lo, torch.zeros_like(lo)).to(torch.float32)
-    safe_span = torch.where(ok, span, torch.ones_like(span)).to(torch.float32)
-    out = ((frames - safe_lo) / safe_span).clamp_(0.0, 1.0)
-    out = torch.where(ok.to(torch.bool), out, torch.zeros_like(out))
-    return torch.where(torch.isfinite(frames), out, torch.full_like(out, math.nan))
+    safe_lo = torch.where(ok, lo, torch.zeros_like(lo)).to(torch.float32).to(frames.device).view(-1, 1, 1)
+    safe_span = torch.where(ok, span, torch.ones_like(span)).to(torch.float32).to(frames.device).view(-1, 1, 1)
+    if out is None:
+        out = torch.empty_like(frames)
+    torch.sub(frames, safe_lo, out=out)
+    out.div_(safe_span).clamp_(0.0, 1.0)  # NaN stays NaN through both
+    if not bool(ok.all()):
+        bad = (~ok).nonzero().reshape(-1).to(frames.device)
+        out[bad] = torch.where(torch.isfinite(frames[bad]), 0.0, math.nan)
+    return out
 
 
 class TemporalNormalizer:
@@ -133,7 +141,8 @@ class TemporalNormalizer:
         self.lookahead = int(lookahead)
         self.max_samples = int(max_samples)
         self._queue: deque[tuple[float, float]] = deque()  # (low, high) of each queued frame
-        self._frames: torch.Tensor | None = None  # the queued frames themselves
+        self._frames: deque[torch.Tensor] = deque()  # the queued frames themselves (views, no copies)
+        self._shape: tuple[int, int] | None = None
         self._ema: tuple[float, float] | None = None
         self.ranges: list[tuple[float, float]] = []
 
@@ -179,35 +188,37 @@ class TemporalNormalizer:
             ranges.append(first)
         return ranges
 
+    def _take(self, ranges: list[tuple[float, float]]) -> torch.Tensor:
+        """The next ``len(ranges)`` queued frames, normalised with those ranges (one copy)."""
+        frames = [self._frames.popleft() for _ in ranges]
+        out = torch.stack(frames)
+        lo = torch.tensor([r[0] for r in ranges], dtype=torch.float64)
+        hi = torch.tensor([r[1] for r in ranges], dtype=torch.float64)
+        return apply_range(out, lo, hi, out=out)
+
     def push(self, raw: torch.Tensor) -> torch.Tensor:
         """Add frames (t, H, W); returns the normalised frames that are ready (k, H, W), k >= 0."""
         raw = _as_thw(raw)
-        if self._frames is not None and tuple(raw.shape[1:]) != tuple(self._frames.shape[1:]):
-            raise StereobenchError(f"depth frames changed size from {tuple(self._frames.shape[1:])} to "
-                                   f"{tuple(raw.shape[1:])} within one video")
+        if self._shape is not None and tuple(raw.shape[1:]) != self._shape:
+            raise StereobenchError(f"depth frames changed size from {self._shape} to {tuple(raw.shape[1:])} within "
+                                   f"one video")
+        self._shape = tuple(raw.shape[1:])
         lo, hi = frame_ranges(raw, self.low_percentile, self.high_percentile, self.max_samples)
-        self._frames = raw if self._frames is None or not len(self._frames) else torch.cat([self._frames, raw])
-        out = []
+        ready = []
         for i in range(raw.shape[0]):
             self._queue.append((float(lo[i]), float(hi[i])))
+            self._frames.append(raw[i])
             if len(self._queue) >= self.lookahead:
-                out.append(self._next_range())
-        if not out:
+                ready.append(self._next_range())
+        if not ready:
             return raw.new_zeros((0, *raw.shape[1:]))
-        frames = self._frames[:len(out)]
-        self._frames = self._frames[len(out):]
-        return apply_range(frames, torch.tensor([r[0] for r in out], dtype=torch.float64),
-                           torch.tensor([r[1] for r in out], dtype=torch.float64))
+        return self._take(ready)
 
     def flush(self) -> torch.Tensor:
         """Normalise and return every frame still queued (k, H, W); the object can go on after."""
-        if self._frames is None or not len(self._frames):
-            shape = tuple(self._frames.shape[1:]) if self._frames is not None else (0, 0)
-            return torch.zeros((0, *shape))
-        ranges = self._flush_ranges()
-        frames, self._frames = self._frames, None
-        return apply_range(frames, torch.tensor([r[0] for r in ranges], dtype=torch.float64),
-                           torch.tensor([r[1] for r in ranges], dtype=torch.float64))
+        if not self._frames:
+            return torch.zeros((0, *(self._shape or (0, 0))))
+        return self._take(self._flush_ranges())
 
 
 def normalize_video(raw: torch.Tensor, mode: str = "ema", **params: Any) -> torch.Tensor:
