@@ -77,3 +77,10 @@ def test_bad_depth_flags(footage, tmp_path, capsys):
     assert_clean_error([*base, "--depth", "depth-anyting-v2"], capsys, contains="Did you mean 'depth-anything-v2'")
     assert_clean_error([*base, "--weights-depth", str(tmp_path)], capsys, contains="need a depth source")
     assert_clean_error([*base, "--depth", "files", "--depth-option", "d_max_percent"], capsys, contains="KEY=VALUE")
+
+
+def test_depth_files_that_do_not_match_are_named_on_the_command_line(footage, tmp_path, capsys):
+    write_depth_files(footage / "beach_depth.npy", np.zeros((3, 32, 48), np.float32), fmt="npy")
+    assert_clean_error(["run", "--dataset", str(footage), "--method", "left-copy", "--depth", "files",
+                        "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--no-progress"], capsys,
+                       contains=["beach_depth.npy", "hold 3 frames but the video has 4"])
