@@ -133,3 +133,25 @@ def test_padding_to_a_multiple_of_8_repeats_edges_and_crops_back():
     assert padded.shape[-2:] == (16, 24) and padded_holes.shape[-2:] == (16, 24) and size == (13, 21)
     assert torch.equal(padded[..., :13, :21], images) and torch.equal(padded_holes[..., :13, :21], holes)
     assert torch.equal(padded[..., 15, 23], images[..., 12, 20])
+
+
+def test_frame_matrix_of_the_synthetic_dataset_through_the_stereo_stage():
+    """The suite's synthetic clip (exact disparity), its input built by the stereo stage under the
+    native protocol (11x11 hole-mask closing): the ends are the left view and the stage's shared
+    warp, and the holes grow with the baseline."""
+    from benchmark.datasets import get_dataset
+    from benchmark.stereo.cache import build_stereo_input
+    from benchmark.stereo.protocol import load_windowed_clip
+    from benchmark.stereo.recipe import make_recipe
+
+    dataset = get_dataset("synthetic", num_clips=1, size="48x64", num_frames=3)
+    clip_name = dataset.clip_names()[0]
+    recipe = make_recipe(dataset, clip_name, "native")
+    inp = build_stereo_input(load_windowed_clip(dataset, clip_name, "native"), recipe)
+    images, holes = build_frame_matrix(inp, 8)
+    assert torch.equal(images[0], inp.left) and not holes[0].any()
+    warped, hole = forward_warp(inp.left, inp.disparity)
+    closed = close_hole_mask(hole, 11)
+    assert torch.equal(holes[-1], closed) and torch.equal(images[-1], warped.masked_fill(closed, 0).clamp(0, 1))
+    counts = [int(h.sum()) for h in holes]
+    assert counts[0] == 0 and all(a <= b for a, b in itertools.pairwise(counts)) and counts[1] < counts[7], counts

@@ -76,6 +76,9 @@ def test_call_counts_match_the_official_loop():
     assert counts == {"time_calls": 873, "view_calls": 1200, "total": 2073, "batched_calls": 248}
     assert vae_passes(50, 8, official=True) == {"decodes": 237, "encodes": 233, "total": 470}
     assert vae_passes(50, 8) == {"decodes": 226, "encodes": 233, "total": 459}
+    # svg-10: timesteps 901..1, five of them > 500 (the matrix), resampling after nine.
+    assert count_unet_videos(plan_steps(timesteps_for(10), 8), frames=16) == {
+        "time_calls": 5 * 8 + 5 + 5 * 3 * 8 + 4 * 2, "view_calls": 5 * 3 * 16, "total": 413, "batched_calls": 48}
 
 
 def test_fewer_views_and_no_resampling():
