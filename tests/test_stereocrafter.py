@@ -117,6 +117,11 @@ def test_scheduler_of_the_svd_folder_gives_the_official_sigmas():
         assert torch.allclose(pipe.scheduler.timesteps.double(), 0.25 * pipe.scheduler.sigmas[:-1].double().log(), atol=1e-5)
 
 
+def test_loaded_unet_uses_sdpa_attention():
+    processors = shared_pipeline().unet.attn_processors
+    assert processors and {type(p).__name__ for p in processors.values()} == {"AttnProcessor2_0"}  # SDPA
+
+
 def test_random_draws_follow_randn_tensor_in_the_official_order():
     """Noise augmentation (frames' shape, float32) first, then the latents; drawing the first in
     encoder batches consumes the CPU generator's stream exactly as one draw."""
@@ -278,12 +283,12 @@ def test_blended_chunks_leave_no_brightness_step_at_borders():
     every frame (so a static result is expected up to the model's temporal context): the change
     of mean brightness across the blended overlap is no larger than inside the windows. Frames
     two apart are compared, because the official 2-frame decoder chunks give every pair the same
-    within-pair pattern. Three seeds."""
+    within-pair pattern. Two seeds (checked with three while writing it)."""
     pipe = shared_pipeline()
     draw = pipe.draw_latents
     pipe.draw_latents = lambda frames, h, w, g: draw(1, h, w, g).expand(-1, frames, -1, -1, -1).clone()
     try:
-        for seed in (0, 1, 2):
+        for seed in (0, 1):
             out = run(_static_clip(10, 16), seed=seed, chunk_frames=6, temporal_overlap=2, round_output=False)
             brightness = out.mean(dim=(1, 2, 3)).double()
             change = (brightness[2:] - brightness[:-2]).abs()  # change[i]: frame i -> i + 2
@@ -461,3 +466,15 @@ def test_cpu_half_precision_falls_back_to_float32():
     with pytest.warns(RuntimeWarning, match="falling back to float32"):
         loaded = method().load("cpu", torch.bfloat16)
     assert loaded.pipeline.dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_cpu_offload_on_cuda_matches_and_leaves_components_on_the_cpu():
+    inp = scene(2, 16, 32).to("cuda")
+    with torch.no_grad():
+        plain = method("stereocrafter-1").load("cuda").refine(inp)
+        offloaded = method("stereocrafter-1", cpu_offload=True).load("cuda")
+        out = offloaded.refine(inp)
+    pipe = offloaded.pipeline
+    assert out.device.type == "cuda" and torch.allclose(out, plain, atol=1e-4)
+    assert all(next(m.parameters()).device.type == "cpu" for m in (pipe.unet, pipe.vae, pipe.image_encoder))
