@@ -42,7 +42,9 @@ apt_step() {
     echo "apt-get install ${missing[*]}"
     # The package lists of a fresh container are empty: update once, then install.
     "${sudo[@]}" apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+    # Offline or without a mirror: warn and go on (the tests that need them skip with the reason).
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" ||
+        echo "warning: apt-get install ${missing[*]} failed (browser / PostgreSQL tests skip without them)" >&2
 }
 
 vendor_step() {
@@ -57,7 +59,10 @@ vendor_step() {
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent "iwer@$IWER_VERSION" >/dev/null && tar xzf "iwer-$IWER_VERSION.tgz")
+    if ! (cd "$tmp" && npm pack --silent "iwer@$IWER_VERSION" >/dev/null && tar xzf "iwer-$IWER_VERSION.tgz"); then
+        echo "warning: could not fetch iwer $IWER_VERSION from npm: the emulated-headset browser tests skip" >&2
+        return 0
+    fi
     if ! echo "$IWER_SHA256  $tmp/package/build/iwer.min.js" | sha256sum -c --status; then
         echo "error: iwer $IWER_VERSION from npm does not match the pinned checksum" >&2
         return 1
