@@ -238,3 +238,5 @@ def test_bf16_on_cuda_by_default():
     assert method.dtype == torch.bfloat16
     out = method.refine(scene(2, 32, 32).to("cuda"))
     assert out.device.type == "cuda" and out.dtype == torch.float32 and torch.isfinite(out).all()
+    fast = tiny_method(precision="auto", noise_on_device=True).load("cuda")
+    assert torch.isfinite(fast.refine(scene(2, 32, 32).to("cuda"))).all()

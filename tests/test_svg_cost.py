@@ -44,7 +44,8 @@ def test_flops_per_clip_on_the_meta_device():
 def test_gpu_latency_and_peak_memory_random_weights_real_shapes(tmp_path):
     """One 16 x 512 x 512 clip, 50 steps, 8 views, bf16 + SDPA, random weights in the real
     architectures. Writes the figures to $SVG_COST_OUT (JSON) when set. Steps can be lowered for
-    a quick look with $SVG_COST_STEPS (the target applies to 50)."""
+    a quick look with $SVG_COST_STEPS (the target applies to 50); $SVG_COST_NOISE_ON_DEVICE=1 draws
+    the noise on the GPU."""
     from diffusers import DDPMScheduler
     from transformers import CLIPTokenizer
 
@@ -68,7 +69,8 @@ def test_gpu_latency_and_peak_memory_random_weights_real_shapes(tmp_path):
     images, holes = build_frame_matrix(inp.to(device), 8)
     warm = SVGPipeline(components, Settings(steps=1))
     warm(images, holes, "a video", seed=0)  # warm-up: kernels, allocator, text cache
-    pipe = SVGPipeline(components, Settings(steps=steps, progress=True))
+    noise_on_device = os.environ.get("SVG_COST_NOISE_ON_DEVICE", "0") == "1"
+    pipe = SVGPipeline(components, Settings(steps=steps, progress=True, noise_on_device=noise_on_device))
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -76,7 +78,7 @@ def test_gpu_latency_and_peak_memory_random_weights_real_shapes(tmp_path):
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak_gib = torch.cuda.max_memory_allocated() / 2**30
-    figures = {"steps": steps, "seconds": seconds, "peak_gib": peak_gib, "device": torch.cuda.get_device_name(),
+    figures = {"steps": steps, "noise_on_device": noise_on_device, "seconds": seconds, "peak_gib": peak_gib, "device": torch.cuda.get_device_name(),
                "counters": pipe.counters, "paper_seconds": PAPER_SECONDS, "speedup_vs_paper": PAPER_SECONDS / seconds}
     print(json.dumps(figures))
     if os.environ.get("SVG_COST_OUT"):

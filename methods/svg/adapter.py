@@ -41,6 +41,8 @@ class SVGOptions(MethodOptions):
     vae_batch: int = Field(4, ge=1, description="views (videos of T frames) per VAE call")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="model dtype; auto = bfloat16 on CUDA (float32 there otherwise only if asked), the load dtype on CPU")
+    noise_on_device: bool = Field(False, description="draw the noise on the model's device (faster on GPU; the default "
+                                  "CPU draws give the same noise on every device)")
     progress: bool = Field(False, description="show a progress bar over the DDPM steps")
 
 
@@ -100,7 +102,8 @@ class SVG(Method):
         c = self.config
         settings = Settings(steps=c.steps, guidance=c.guidance, resample=c.resample,
                             last_view_resample=c.last_view_resample, frame_matrix_end=c.frame_matrix_end,
-                            unet_batch=c.unet_batch, vae_batch=c.vae_batch, progress=c.progress)
+                            unet_batch=c.unet_batch, vae_batch=c.vae_batch, noise_on_device=c.noise_on_device,
+                            progress=c.progress)
         self.pipeline = SVGPipeline(components, settings)
         self.device, self.dtype = device, dtype
         return self

@@ -205,6 +205,7 @@ class Settings:
     soft_mask_kernel: int = SOFT_MASK_KERNEL
     unet_batch: int | None = None
     vae_batch: int = 4
+    noise_on_device: bool = False
     progress: bool = False
 
 
@@ -282,7 +283,7 @@ class SVGPipeline:
         return x.reshape(v, t, *x.shape[1:])
 
     def _noise(self, shape, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(tuple(shape), generator=gen).to(self.device)
+        return torch.randn(tuple(shape), generator=gen, device=gen.device).to(self.device)
 
     def _denoise_pass(self, p: Pass, latents: torch.Tensor, text: torch.Tensor,
                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,7 +321,8 @@ class SVGPipeline:
         self.counters = {"unet_calls": 0, "unet_videos": 0, "vae_decodes": 0, "vae_encodes": 0}
         device = self.device
         sched = self.c.scheduler
-        gen = torch.Generator().manual_seed(int(seed))
+        # CPU draws: the same noise on every device; noise_on_device: faster, device-specific.
+        gen = torch.Generator(device=device if s.noise_on_device else "cpu").manual_seed(int(seed))
         images = images.to(device, torch.float32)
         known = pixel_known_mask(holes.to(device), s.erode_size)  # (V, T, 1, H, W)
         images = images * known
