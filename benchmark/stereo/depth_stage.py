@@ -33,7 +33,7 @@ import torch
 
 from benchmark.stereo.cache import MissingDepthError
 from benchmark.stereo.disparity import disparity_from_normalized_depth
-from benchmark.stereo.recipe import DEPTH_SOURCES, InputRecipe
+from benchmark.stereo.recipe import DEPTH_SOURCES, MODEL_OPTION_KEYS, InputRecipe
 from benchmark.types import Clip, params_hash
 
 #: Environment variable choosing the device depth models run on (default: cuda when available).
@@ -133,8 +133,7 @@ def _model_for(recipe: InputRecipe, device: str):
 
     source = DEPTH_SOURCES[recipe.depth]
     settings = dict(recipe.depth_settings)
-    model_settings = {k: settings[k] for k in ("variant", "output", "steps", "window", "overlap", "max_res", "seed")
-                      if k in settings}
+    model_settings = {k: settings[k] for k in MODEL_OPTION_KEYS if k in settings and settings[k] is not None}
     slot_key = params_hash({"model": source.model, "weights": settings.get("model"), "device": device,
                             **model_settings})
     if slot_key not in _MODEL_SLOT:
@@ -154,8 +153,7 @@ def model_depth(clip: Clip, recipe: InputRecipe, cache: DepthCache | None) -> to
     real = torch.tensor([i >= 0 for i in indices], dtype=torch.bool) if indices is not None and len(indices) == t \
         else torch.ones(t, dtype=torch.bool)
     frames = clip.left[real.to(clip.left.device)]
-    identity = {k: settings.get(k) for k in ("model", "revision", "variant", "output", "steps", "window", "overlap",
-                                             "max_res", "seed") if k in settings}
+    identity = {k: settings.get(k) for k in ("model", "revision", *MODEL_OPTION_KEYS) if k in settings}
     key = params_hash({"version": DEPTH_CACHE_VERSION, "source": source.model, "identity": identity,
                        "video": video_digest(frames)})
     raw = cache.load(key) if cache is not None else None

@@ -79,6 +79,9 @@ NORMALISE_SETTINGS = ("stability", "lookahead", "decay", "low_percentile", "high
 #: Settings that name a model's weights: ``weights`` (a folder or hub id) resolves to ``model`` and
 #: ``revision`` when the recipe is made, so changed weights make another key.
 MODEL_SETTINGS = ("weights", "variant", "output")
+#: Settings of the depth models themselves (passed to :func:`benchmark.depth.load_depth_model`).
+MODEL_OPTION_KEYS = ("variant", "output", "steps", "window", "overlap", "max_res", "seed", "svd",
+                     "noise_aug_strength")
 #: D_max when neither pixels nor a percentage is given: M2SVid's rule, 5 % of the width.
 DEFAULT_D_MAX_PERCENT = 5.0
 #: Convergence when none is given: 0 (everything in front of the screen; M2SVid's rule).
@@ -105,7 +108,8 @@ DEPTH_SOURCES: dict[str, DepthSource] = {
         defaults=(("stability", "ema"),)),
     "depthcrafter": DepthSource(
         "depthcrafter", "DepthCrafter (video diffusion, windows of 110 frames; research-only licence)",
-        settings=("weights", "steps", "window", "overlap", "max_res", "seed", *NORMALISE_SETTINGS), uses_d_max=True,
+        settings=("weights", "steps", "window", "overlap", "max_res", "seed", "svd", "noise_aug_strength",
+                  *NORMALISE_SETTINGS), uses_d_max=True,
         model="depthcrafter",
         # the official output is min-max normalised over the whole video
         defaults=(("stability", "video"), ("low_percentile", 0.0), ("high_percentile", 100.0))),
@@ -290,8 +294,7 @@ def _depth_settings(source: DepthSource, d_max: float | None, settings: dict[str
     if source.model:
         from benchmark.depth import depth_model_identity
 
-        model_settings = {k: out.pop(k) for k in ("variant", "output", "steps", "window", "overlap", "max_res", "seed")
-                          if k in out}
+        model_settings = {k: out.pop(k) for k in MODEL_OPTION_KEYS if k in out}
         spec = depth_model_identity(source.model, weights=out.pop("weights", None), **model_settings)
         out.update(model=spec["model"], revision=spec["revision"], **spec["settings"])
     return out
