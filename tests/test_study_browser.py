@@ -16,6 +16,7 @@ both); the emulator test also needs ``make install``'s vendored iwer.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,12 +47,18 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, package_dir: Path, db: Path):
+    def __init__(self, package_dir: Path, db: Path, tls: tuple[Path, Path] | None = None):
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        tls_args = f", certfile={str(tls[0])!r}, keyfile={str(tls[1])!r}" if tls else ""
         code = ("import sys; from study_app.web.serve import serve; "
                 "serve(sys.argv[1], db_url=sys.argv[2], port=int(sys.argv[3]), host='127.0.0.1', "
-                "xr_emulator=True, print_links=False)")
+                f"xr_emulator=True, print_links=False{tls_args})")
+        self.context = None
+        if tls:
+            import ssl
+
+            self.context = ssl.create_default_context(cafile=str(tls[0]))
         self.log = open(db.with_suffix(".log"), "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(package_dir), str(db), str(self.port)],
                                      cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
@@ -61,7 +68,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"study server exited: {db.with_suffix('.log').read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2, context=self.context) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -342,3 +349,28 @@ def test_headset_page_without_webxr_shows_the_message_and_flat_fallback(servers,
     store = _store(packages, "pairwise")
     assert store.progress(pid)[0] == 1
     store.dispose()
+
+
+def test_https_serving_for_a_headset_on_the_lan(packages, tmp_path):
+    """serve(certfile=, keyfile=) speaks HTTPS (a headset on the LAN needs a secure context):
+    the health check, the headset page and a video by token over TLS with a self-signed pair."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make the self-signed test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=study", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    _, pkgs = packages
+    package = pkgs["pairwise"]
+    server = Server(package.dir, tmp_path / "tls.sqlite", tls=(cert, key))
+    try:
+        assert server.url.startswith("https://")
+        pid = package.participant_ids[0]
+        with urllib.request.urlopen(f"{server.url}/xr?pid={pid}", context=server.context) as r:
+            assert r.status == 200 and b"WebXR" in r.read()
+        token = next(iter(package.manifest["media"]))
+        request = urllib.request.Request(f"{server.url}/v/{token}.mp4", headers={"Range": "bytes=0-99"})
+        with urllib.request.urlopen(request, context=server.context) as r:
+            assert r.status == 206 and len(r.read()) == 100
+    finally:
+        server.stop()
