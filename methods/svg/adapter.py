@@ -23,7 +23,8 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class SVGOptions(MethodOptions):
-    """SVG's options (official defaults); every value goes into the run manifest."""
+    """SVG's options (official defaults). The options a run gives are recorded in its manifest (the
+    run config); the default prompts are in the method's description, which the manifest records."""
 
     steps: int = Field(50, ge=1, le=1000, description="DDPM steps (official 50; svg-10 is the 10-step quick look)")
     guidance: float = Field(7.5, ge=0.0, description="classifier-free guidance scale on the doubled batch (official 7.5)")
@@ -40,7 +41,8 @@ class SVGOptions(MethodOptions):
     unet_batch: int | None = Field(None, ge=1, description="videos per U-Net call (doubled for guidance); None = a whole pass")
     vae_batch: int = Field(4, ge=1, description="views (videos of T frames) per VAE call")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="model dtype; auto = bfloat16 on CUDA (float32 there otherwise only if asked), the load dtype on CPU")
+        "auto", description="model dtype; auto = bfloat16 on CUDA unless the run asks for float16/bfloat16, "
+        "the run's dtype on CPU")
     noise_on_device: bool = Field(False, description="draw the noise on the model's device (faster on GPU; the default "
                                   "CPU draws give the same noise on every device)")
     progress: bool = Field(False, description="show a progress bar over the DDPM steps")
