@@ -61,3 +61,24 @@ def test_depth_anything_v2_small_cpu_per_frame(tmp_path):
     print(f"\nDepth Anything V2 Small architecture ({params / 1e6:.1f} M params), 1080p -> 518x924: "
           f"{per_frame:.2f} s/frame on CPU")
     assert per_frame > 0
+
+
+@pytest.mark.gpu
+def test_depth_anything_v2_small_cuda_fps(tmp_path):
+    """On a GPU machine: frames per second and peak memory of Depth Anything V2 Small's architecture
+    on 1080p frames (fp16, batch 8). Not run in this session (no GPU); skips cleanly without CUDA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model = load_depth_model("depth-anything-v2", weights=str(write_dav2_small_architecture(tmp_path / "s")),
+                             device="cuda", dtype=torch.float16, batch_size=8)
+    frames = torch.rand(16, 3, 1080, 1920, device="cuda")
+    model.predict(frames[:8])  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    depth = model.predict(frames)
+    torch.cuda.synchronize()
+    fps = frames.shape[0] / (time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"\nDepth Anything V2 Small architecture on CUDA fp16, 1080p: {fps:.1f} frames/s, peak {peak:.2f} GiB")
+    assert depth.shape == (16, 1080, 1920) and torch.isfinite(depth).all()
