@@ -458,6 +458,8 @@ def test_incomplete_svd_folder_and_bad_options(tmp_path):
                            ({"num_inference_steps": 0}, "num_inference_steps"), ({"num_inference_step": 8}, "Did you mean 'num_inference_steps'")):
         with pytest.raises(StereobenchError, match=match):
             method("stereocrafter", **options)
+    with pytest.raises(StereobenchError, match="leaves no stride"):
+        run(scene(1, 16, 16), chunking="official", tile_num=2)  # padded to 128 px: 2 tiles of 128, stride 0
     with pytest.raises(StereobenchError, match="before load"):
         method().refine(scene(1, 16, 16))
 

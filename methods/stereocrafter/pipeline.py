@@ -478,7 +478,11 @@ class StereoCrafterPipeline:
         opts = self.options
         frames, _, height, width = warped.shape
         tiles_y, tiles_x = official_tiles(height, opts.tile_num), official_tiles(width, opts.tile_num)
-        for size, _ in (tiles_y, tiles_x):
+        for size, stride in (tiles_y, tiles_x):
+            if stride <= 0:
+                raise StereobenchError(f"StereoCrafter official tiles: tile_num={opts.tile_num} on {height}x{width} px "
+                                       f"(padded) leaves no stride past the {OFFICIAL_TILE_OVERLAP} px overlap; use a "
+                                       f"smaller tile_num or chunking='blend'")
             if size % self.size_multiple:
                 raise StereobenchError(f"StereoCrafter official tiles of {size} px are not a multiple of "
                                        f"{self.size_multiple}: use tile_num=1 or chunking='blend'")
