@@ -232,6 +232,17 @@ def test_videos_stay_within_one_frame_after_play_pause_and_seek(servers, package
     paused = _spread_frames(page, fps)
     assert playing <= 1.0, f"videos {playing:.2f} frames apart while playing"
     assert paused <= 1.0, f"videos {paused:.2f} frames apart after pause"
+    # Drift correction: knock one follower 0.4 s (3 frames) ahead while playing; the master
+    # clock's loop must pull it back within a few animation frames.
+    page.locator("button[data-act=replay]").click()
+    page.wait_for_function("window.stereobenchPlayer.playing() && window.stereobenchPlayer.times()[0] > 0.2",
+                           timeout=15000)
+    page.evaluate("window.stereobenchPlayer.videos[4].currentTime += 0.4")
+    page.wait_for_timeout(400)
+    assert page.evaluate("window.stereobenchPlayer.playing()"), "the clip ended before the check"
+    corrected = _spread_frames(page, fps)
+    assert corrected <= 1.0, f"a drifting follower was still {corrected:.2f} frames off after 400 ms"
+    page.locator("button[data-act=pause]").click()
     before = page.evaluate("window.stereobenchPlayer.frame()")
     page.locator("button[data-act=fwd]").click()
     page.wait_for_function("window.stereobenchPlayer.videos.every(v => !v.seeking)", timeout=10000)
