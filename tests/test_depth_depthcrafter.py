@@ -110,3 +110,17 @@ def test_a_plain_svd_unet_is_refused(tmp_path):
     folder = write_tiny_depthcrafter(tmp_path / "svd-like", in_channels=4)
     with pytest.raises(StereobenchError, match="not a DepthCrafter U-Net"):
         load_depth_model("depthcrafter", weights=str(folder))
+
+
+def test_weights_listing_needs_every_part(tiny_dc, tmp_path, monkeypatch):
+    from benchmark.weights import WEIGHT_PROVIDERS
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("STEREOBENCH_DEPTHCRAFTER", str(tiny_dc / "unet"))
+    monkeypatch.delenv("STEREOBENCH_SVD_XT", raising=False)
+    row = {r.name: r for r in WEIGHT_PROVIDERS["depth"]()}["depthcrafter"]
+    assert not row.status.present  # the U-Net alone is not enough
+    assert any("research only" in s.licence for s in row.specs)
+    monkeypatch.setenv("STEREOBENCH_SVD_XT", str(tiny_dc))
+    row = {r.name: r for r in WEIGHT_PROVIDERS["depth"]()}["depthcrafter"]
+    assert row.status.present

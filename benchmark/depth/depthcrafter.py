@@ -124,6 +124,7 @@ class DepthCrafter(DepthModel):
     SPEED_SETTINGS = ("decode_chunk",)
     LICENCE = LICENCE
     VIDEO = True
+    ALL_WEIGHTS_REQUIRED = True  # the U-Net and the SVD parts (listing: present only with both)
 
     @classmethod
     def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,10 @@ def weights_entries() -> list[WeightsEntry]:
         details += [f"licence of {spec.name}: {spec.licence}" for spec in specs if spec.licence]
         if cls.LICENCE:
             details.append(f"licence: {cls.LICENCE}")
-        status = WeightsStatus(present=bool(found), location=str(found[0][1]) if found else "",
+        # Alternatives (Depth Anything V2's variants): one is enough; parts (DepthCrafter's U-Net and
+        # the SVD components): every one is needed.
+        present = not missing if getattr(cls, "ALL_WEIGHTS_REQUIRED", False) else bool(found)
+        status = WeightsStatus(present=present, location=str(found[0][1]) if found else "",
                                how_to_get=specs[0].how_to_get, details=details)
         rows.append(WeightsEntry(kind="depth model", name=name, display_name=cls.DESCRIPTION, specs=specs,
                                  status=status))
