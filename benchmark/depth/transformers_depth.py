@@ -161,7 +161,11 @@ class TransformersDepth(DepthModel):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, H, W) in [0, 1] -> the model's ``pixel_values`` (its own config)."""
-        batch = self.processor(images=list(frames.float().cpu()), do_rescale=False, return_tensors="pt")
+        frames = frames.float().to(self.device)
+        try:  # the torch backend resizes and normalises on the model's device, in one batch
+            batch = self.processor(images=frames, do_rescale=False, return_tensors="pt", device=self.device)
+        except (TypeError, ValueError):  # a processor without a torch backend: per frame, on the CPU
+            batch = self.processor(images=list(frames.cpu()), do_rescale=False, return_tensors="pt")
         return batch["pixel_values"]
 
     def _predict(self, frames: torch.Tensor, start: int) -> torch.Tensor:
