@@ -311,6 +311,12 @@ def test_headset_page_enters_immersive_session_and_draws_two_eyes(servers, packa
     # The side-by-side stimulus is red | blue: each eye must see its own half.
     assert left[0] > 150 and left[2] < 100, f"left eye saw {left}"
     assert right[2] > 150 and right[0] < 100, f"right eye saw {right}"
+    # The page is hidden in VR: the controller trigger switches between A and B.
+    assert state["shown"] == "A"
+    page.evaluate("window.stereobenchEmulator.controllers.right.updateButtonValue('trigger', 1)")
+    page.wait_for_timeout(300)
+    page.evaluate("window.stereobenchEmulator.controllers.right.updateButtonValue('trigger', 0)")
+    page.wait_for_function("window.stereobenchXR.shown === 'B'", timeout=10000)
 
 
 def test_headset_page_uses_webxr_layers_where_available(servers, packages, page):

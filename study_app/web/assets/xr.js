@@ -244,6 +244,11 @@ async function enterVR() {
       state.mode = "flat";
       $("#enter").textContent = "Enter VR";
     });
+    // The page is hidden while immersive: the controller trigger (or a pinch, the transient
+    // pointer of Vision Pro) switches between A and B, starting with the one shown on the page.
+    session.addEventListener("select", () => {
+      if (trial) select((current + 1) % trial.videos.length);
+    });
     const refSpace = await session.requestReferenceSpace("local");
     video.play().catch(() => {});
     // Layers where the browser has them (a polyfill may not list "layers" in enabledFeatures, so
