@@ -53,6 +53,7 @@ async function loadTrial() {
   }
   trial = s.trial;
   state.trial = trial.trial_id;
+  if (trial.kind === "training") $("#progress").textContent += " · training trial (not counted)";
   shownAt = new Date().toISOString();
   plays = 0;
   replays = 0;
