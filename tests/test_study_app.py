@@ -296,3 +296,28 @@ def test_admin_password_rate_limit_summary_export_and_close(study, monkeypatch, 
     at = at.run()
     assert store.is_closed
     assert "closed" in texts(app_for({"pid": pid})).lower()
+
+
+# ----------------------------------------------------------------------------- make study
+
+def test_make_study_picks_the_newest_run_with_saved_videos(tmp_path, monkeypatch):
+    from study_app.web import demo
+
+    monkeypatch.chdir(tmp_path)
+    assert demo.main(["--check-run"]) == 1  # no run yet: make study runs make benchmark first
+    runs = tmp_path / "results" / "runs"
+    with_videos = runs / "20260101-000000-aaaaaa"
+    clip = with_videos / "videos" / "synthetic" / "scene-000"
+    clip.mkdir(parents=True)
+    (with_videos / "manifest.json").write_text("{}")
+    for name in ("left", "mask", "warped", "gt", "left-copy", "warp-only", "opencv-inpaint", "background-fill",
+                 "temporal-fill"):
+        (clip / f"{name}.mp4").write_bytes(b"")
+    newer_without = runs / "20260102-000000-bbbbbb"
+    newer_without.mkdir()
+    (newer_without / "manifest.json").write_text("{}")
+    run = demo.newest_run_with_videos(runs)
+    assert run is not None and run.run_id == with_videos.name
+    # Five methods: the demo ranks four (the paper's Table 2), never the left copy.
+    assert demo.demo_methods(run) == ["background-fill", "opencv-inpaint", "temporal-fill", "warp-only"]
+    assert demo.main(["--check-run"]) == 0
