@@ -479,7 +479,7 @@ class StereoCrafterPipeline:
         frames, _, height, width = warped.shape
         tiles_y, tiles_x = official_tiles(height, opts.tile_num), official_tiles(width, opts.tile_num)
         for size, stride in (tiles_y, tiles_x):
-            if stride <= 0:
+            if opts.tile_num > 1 and stride <= 0:
                 raise StereobenchError(f"StereoCrafter official tiles: tile_num={opts.tile_num} on {height}x{width} px "
                                        f"(padded) leaves no stride past the {OFFICIAL_TILE_OVERLAP} px overlap; use a "
                                        f"smaller tile_num or chunking='blend'")
