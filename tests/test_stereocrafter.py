@@ -69,6 +69,9 @@ def scene(frames: int = 3, height: int = 32, width: int = 32, seed: int = 0) -> 
 
 class TestStereoCrafterAdapter(MethodTesterMixin):
     input_size = (2, 16, 24)  # 24 px is not a multiple of the tiny model's 16: padding runs
+    # CUDA vs CPU (gpu-marked, unverified here): TF32 convolutions by default on CUDA, and the
+    # official rounding to 1/255 steps turns tiny differences into whole steps on some pixels.
+    device_atol = 0.02
 
     def make_method(self, **options):
         return method("stereocrafter-1", **options)
@@ -478,5 +481,5 @@ def test_cpu_offload_on_cuda_matches_and_leaves_components_on_the_cpu():
         offloaded = method("stereocrafter-1", cpu_offload=True).load("cuda")
         out = offloaded.refine(inp)
     pipe = offloaded.pipeline
-    assert out.device.type == "cuda" and torch.allclose(out, plain, atol=1e-4)
+    assert out.device.type == "cuda" and torch.allclose(out, plain, atol=1 / 255 + 1e-5)  # a rounding step may flip
     assert all(next(m.parameters()).device.type == "cpu" for m in (pipe.unet, pipe.vae, pipe.image_encoder))
