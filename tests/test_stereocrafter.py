@@ -483,3 +483,23 @@ def test_cpu_offload_on_cuda_matches_and_leaves_components_on_the_cpu():
     pipe = offloaded.pipeline
     assert out.device.type == "cuda" and torch.allclose(out, plain, atol=1 / 255 + 1e-5)  # a rounding step may flip
     assert all(next(m.parameters()).device.type == "cpu" for m in (pipe.unet, pipe.vae, pipe.image_encoder))
+
+
+@pytest.mark.parametrize("options, contains", [
+    ({"chunking": "fast"}, "chunking"),
+    ({"num_inference_step": 8}, "Did you mean 'num_inference_steps'"),
+    ({"guidance_scale": 0.5}, "guidance_scale"),
+    ({"chunk_frames": 4, "temporal_overlap": 4}, "temporal_overlap"),
+])
+def test_bad_options_on_the_command_line_are_one_error_line(tmp_path, capsys, options, contains):
+    import yaml
+
+    from tests.badinput import assert_clean_error
+
+    config = {"datasets": [{"name": "synthetic", "options": {"num_clips": 1, "size": 32, "num_frames": 2}}],
+              "methods": [{"name": "stereocrafter", "options": options}], "metrics": ["psnr"], "protocol": "quick",
+              "device": "cpu", "leaderboard": False, "out": str(tmp_path / "runs"), "cache": str(tmp_path / "cache")}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert_clean_error(["run", "--config", str(path), "--no-progress"], capsys, contains=contains)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("rows*.jsonl"))
