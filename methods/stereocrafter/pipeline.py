@@ -344,16 +344,14 @@ class StereoCrafterPipeline:
         return ids.repeat(batch, 1).to(self.execution_device)
 
     # -- model -----------------------------------------------------------------------------
-    def guided_prediction(self, scaled: torch.Tensor, timestep, warped_latent: torch.Tensor, mask_latent: torch.Tensor,
-                          embedding: torch.Tensor) -> torch.Tensor:
+    def guided_prediction(self, scaled: torch.Tensor, timestep, cond: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Guided v-prediction (1, t, 4, h, w) in float32.
 
-        scaled: (1, t, 4, h, w) scheduler-scaled latents; warped_latent (t, 4, h, w), mask_latent
-        (t, 1, h, w), embedding (1, 1, D). With CFG the batch is [uncond; cond], the
-        unconditional half with zero embedding, warped latents and mask; pred = u + g (c - u).
+        scaled: (1, t, 4, h, w) scheduler-scaled latents; cond: (1, t, 5, h, w) [warped latent 4 |
+        mask 1] in the U-Net's dtype; embedding (1, 1, D). With CFG the batch is [uncond; cond],
+        the unconditional half with zero embedding, warped latents and mask; pred = u + g (c - u).
         """
         dtype = self.dtype
-        cond = torch.cat([warped_latent, mask_latent], dim=1)[None].to(dtype)
         sample = torch.cat([scaled.to(dtype), cond], dim=2)
         context = embedding.to(dtype)
         if self.options.cfg:
@@ -380,6 +378,9 @@ class StereoCrafterPipeline:
         h, w = height // self.vae_scale, width // self.vae_scale
         warped_latent = self.encode_conditioning(warped01 * 2 - 1, generator)
         mask_latent = nearest_latent_mask(hole_mask, self.vae_scale).to(self.execution_device)
+        # The conditioning channels, once per clip in the U-Net's dtype (sliced per window).
+        cond = torch.cat([warped_latent, mask_latent], dim=1)[None].to(self.dtype)
+        del warped_latent, mask_latent
         # Official order: set the timesteps first (init_noise_sigma depends on them), then draw.
         scheduler = self.scheduler
         scheduler.set_timesteps(self.options.num_inference_steps, device=self.execution_device)
@@ -399,8 +400,8 @@ class StereoCrafterPipeline:
                 scaled = scheduler.scale_model_input(latents, timestep)
 
                 def window(ts: slice, ys: slice, xs: slice, scaled=scaled, timestep=timestep) -> torch.Tensor:
-                    pred = self.guided_prediction(scaled[:, ts, :, ys, xs], timestep, warped_latent[ts, :, ys, xs],
-                                                  mask_latent[ts, :, ys, xs], embeddings[ts.start])
+                    pred = self.guided_prediction(scaled[:, ts, :, ys, xs], timestep, cond[:, ts, :, ys, xs],
+                                                  embeddings[ts.start])
                     return pred[0]
 
                 if len(plan) == 1:
