@@ -504,9 +504,11 @@ class StereoCrafterPipeline:
                     row.append(self.denoise(chunk[:, :, ys, xs], mask[:, :, ys, xs], generator))
                 grid.append(row)
             latents = blend_official_tiles(grid, (tiles_y[1] // s, tiles_x[1] // s), OFFICIAL_TILE_OVERLAP // s)
-            # The official script always goes through PIL (rounding) before re-conditioning.
-            generated = self.decode(latents, round_output=True)[overlap:]
-            results.append(generated)
+            # The official script always goes through PIL (rounding) before re-conditioning;
+            # round_output only decides what is returned.
+            decoded = self.decode(latents, round_output=False)[overlap:]
+            generated = quantize_uint8(decoded)
+            results.append(generated if opts.round_output else decoded)
         return torch.cat(results)
 
 
