@@ -302,7 +302,9 @@ _RSS_SCRIPT = textwrap.dedent("""
     from tests.test_convert import FlatDepth
     options = ConvertOptions(depth=FlatDepth(), segment_frames=24, window=12, overlap=4, preset="ultrafast")
     convert_video(sys.argv[1], sys.argv[2], options)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # VmHWM of this process's own memory map (ru_maxrss would carry the parent's RSS over the fork).
+    from benchmark.timing import current_peak_rss_bytes
+    print(current_peak_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """)
 
 
