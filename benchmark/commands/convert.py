@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an option of the method, e.g. search=16 (repeatable)")
     parser.add_argument("--depth", default=d.depth,
                         help="files:PATH (your depth maps) or a depth model name (default depth-anything-v2)")
-    parser.add_argument("--depth-weights", help="depth model weights: a local folder or a cached Hugging Face id")
+    parser.add_argument("--depth-weights", "--weights-depth", dest="depth_weights", help="depth model weights: a local folder or a cached Hugging Face id")
     parser.add_argument("--depth-kind", choices=("disparity", "depth"), default=d.depth_kind,
                         help="what files:PATH hold: disparity/inverse depth (larger = nearer) or depth")
     parser.add_argument("--max-disparity", default=d.max_disparity,

@@ -446,6 +446,9 @@ def convert_video(input_path: str | os.PathLike, output: str | os.PathLike, opti
         Fraction(options.max_fps).limit_denominator(1001)
     method = _load_method(options)
     model = _depth_model(options)
+    licence = getattr(model, "licence", "")
+    if isinstance(licence, str) and licence:
+        log(f"note: depth source {getattr(model, 'NAME', '') or type(model).__name__}: weights licence {licence}")
     _, normalizer_key = _normalizer(options)
     d_max = parse_max_disparity(options.max_disparity, info.width)
     stat = info.path.stat()
