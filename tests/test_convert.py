@@ -365,3 +365,21 @@ def test_convert_on_cuda_matches_the_cpu(tmp_path, source):
     cpu = read_video(convert_video(source, tmp_path / "cpu.mp4", _fast(crf=0)).output).frames
     gpu = read_video(convert_video(source, tmp_path / "gpu.mp4", _fast(crf=0, device="cuda")).output).frames
     assert float((cpu - gpu).abs().mean()) < 0.003
+
+
+def test_cli_with_a_tiny_depth_anything_folder(tmp_path, source, capsys):
+    # The real loading code of benchmark.depth on a tiny random Depth Anything V2 written by the test.
+    from benchmark.cli import main
+    from tests.test_depth_models import write_tiny_depth_anything
+
+    folder = tmp_path / "dav2"
+    write_tiny_depth_anything(folder)
+    argv = ["convert", str(source), "-o", str(tmp_path), "--depth", "depth-anything-v2", "--depth-weights",
+            str(folder), "--preset", "ultrafast", "--segment-frames", "8", "--no-progress", "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["output"] == str(tmp_path / "clip_LRF_Full_SBS.mp4") and summary["frames"] == 20
+    assert summary["seconds"]["depth"] > 0
+    assert read_video(tmp_path / "clip_LRF_Full_SBS.mp4").frames.shape == (20, 3, 48, 128)
