@@ -395,18 +395,19 @@ def _refine_window(left: torch.Tensor, depth: torch.Tensor, method: Any, d_max: 
     from benchmark.stereo.warp import close_hole_mask, forward_warp
 
     h, w = left.shape[-2:]
-    with timer.phase("warp"):
+    device = torch.device(options.device)
+    with timer.phase("warp"):  # on the method's device (a GPU warps there too)
+        left, depth = left.to(device), depth.to(device)
         if tuple(depth.shape[-2:]) != (h, w):
             depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)
         disparity = disparity_from_disparity(depth, scale=d_max, convergence_px=float(options.convergence) * d_max)
         warped, mask = forward_warp(left, disparity)
         if options.mask_closing > 1:
             mask = close_hole_mask(mask, options.mask_closing)
-    device = torch.device(options.device)
     inp = StereoInput(left=left, warped=warped, mask=mask, disparity=disparity, clip_id=f"convert/{start}",
                       fps=float(fps), params={"start": start})
     with timer.phase("method"):
-        right = method.refine(inp.to(device) if device.type != "cpu" else inp)
+        right = method.refine(inp)
     return right.to("cpu", torch.float32)
 
 
