@@ -18,7 +18,7 @@ Give a folder as -o and the file is named for the players: clip.mp4 -> out/clip_
 
 Depth (--depth): `files:PATH` for your own maps (a .npy/.npz video or a folder of PNG16/EXR/NPY
 frames; --depth-kind disparity or depth), or a depth model that `transformers`/`diffusers` load
-from a local folder or the Hugging Face cache (--depth-weights): depth-anything-v2 (default),
+from a local folder or the Hugging Face cache (--weights-depth): depth-anything-v2 (default),
 transformers, depthcrafter. Nothing is downloaded. Per-frame depth is normalised with robust
 percentiles and a moving average over a look-ahead window (no per-frame flicker).
 
@@ -32,7 +32,7 @@ run (--restart starts over). An existing output is refused unless --overwrite.
 
 Examples:
   stereobench convert holiday.mp4 -o out/ --depth files:holiday_depth.npy
-  stereobench convert holiday.mp4 -o out/ --depth-weights ~/models/Depth-Anything-V2-Small-hf
+  stereobench convert holiday.mp4 -o out/ --weights-depth ~/models/Depth-Anything-V2-Small-hf
   stereobench convert clip.mov -o clip_LR.mp4 --layout half-sbs --max-disparity 3% --convergence 0.4
   stereobench convert clip.mov -o out/ --layout anaglyph --method temporal-fill --max-fps 30
   stereobench convert clip.mov -o out/ --codec h265 --crf 24 --preset slow --naming skybox
@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an option of the method, e.g. search=16 (repeatable)")
     parser.add_argument("--depth", default=d.depth,
                         help="files:PATH (your depth maps) or a depth model name (default depth-anything-v2)")
-    parser.add_argument("--depth-weights", "--weights-depth", dest="depth_weights", help="depth model weights: a local folder or a cached Hugging Face id")
+    parser.add_argument("--weights-depth", dest="depth_weights", metavar="PATH",
+                        help="the depth model's weights: a local folder or a cached Hugging Face id (as in `run`)")
+    parser.add_argument("--depth-weights", dest="depth_weights", help=argparse.SUPPRESS)  # older spelling
     parser.add_argument("--depth-kind", choices=("disparity", "depth"), default=d.depth_kind,
                         help="what files:PATH hold: disparity/inverse depth (larger = nearer) or depth")
     parser.add_argument("--max-disparity", default=d.max_disparity,

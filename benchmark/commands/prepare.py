@@ -1,8 +1,8 @@
 """Build and cache the shared stereo inputs of datasets, and write a preview to look at.
 
 For every clip: load it (native size and rate), apply the clip protocol (frames, fps, resize,
-centre crop), forward-warp the left view with the ground-truth disparity (the shared warp, or a
-method's native warp), close the hole mask, and store the StereoInput in the on-disk cache under
+centre crop), forward-warp the left view with the depth source's disparity (the dataset's ground
+truth unless --depth names another; the shared warp, or a method's native warp), close the hole mask, and store the StereoInput in the on-disk cache under
 the key of its input recipe (dataset name and revision, clip, protocol, depth source, warp; see
 docs/stereo.md). A later `stereobench run` (or a second `prepare`, or training) finds it there,
 however the dataset folder was spelled. For a person to check the inputs, each clip also gets
@@ -12,8 +12,8 @@ however the dataset folder was spelled. For a person to check the inputs, each c
 
 Datasets: `synthetic` (procedural clips with exact ground truth), `middlebury-motorcycle` (the
 real Middlebury pair from scikit-image as panning clips), or a directory of your own videos
-(`<name>_left.mp4` [+ `<name>_right.mp4`, `<name>_disparity.npy`]). Without --dataset, both
-bundled datasets are prepared. Dataset options go through --option KEY=VALUE (for all datasets)
+(`<name>_left.mp4` [+ `<name>_right.mp4`, `<name>_disparity.npy` or, with --depth files,
+`<name>_depth.npy`]). Without --dataset, both bundled datasets are prepared. Dataset options go through --option KEY=VALUE (for all datasets)
 or --option DATASET:KEY=VALUE (for one).
 
 Protocols: `paper` (16 frames at 5 fps, 512x512, 11x11 hole-mask closing), `quick` (16 frames,
@@ -27,6 +27,12 @@ Examples:
   stereobench prepare --dataset synthetic --option num_clips=8 --option size=256 --clips 4
   stereobench prepare --dataset synthetic --warp m2svid --preview /tmp/previews
   stereobench prepare --dataset ~/videos/stereo_pairs --protocol paper --cache /data/sb-cache
+  stereobench prepare --dataset ~/videos/holiday --protocol qualitative --depth depth-anything-v2 \\
+      --weights-depth ~/models/Depth-Anything-V2-Small-hf   # warms what `run` with the same --depth reads
+
+Depth (--depth, --weights-depth, --depth-option): the same flags, meaning and checks as
+`stereobench run` (docs/depth.md); without them disparity is the dataset's own (gt). Depth
+models run on $STEREOBENCH_DEPTH_DEVICE, else CUDA when available, else the CPU.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark.commands.run import add_depth_arguments
 from benchmark.errors import StereobenchError
 from benchmark.fileio import atomic_write_bytes
 
@@ -59,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", "-n", type=int, metavar="N", help="prepare only the first N clips of each dataset")
     parser.add_argument("--option", "-o", action="append", default=[], metavar="[DATASET:]KEY=VALUE",
                         help="dataset option, e.g. size=256 or synthetic:num_clips=8; repeatable")
+    add_depth_arguments(parser)
     parser.add_argument("--cache", metavar="DIR",
                         help="cache directory (default: $STEREOBENCH_CACHE or the suite's default)")
     parser.add_argument("--preview", metavar="DIR",
@@ -232,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
     if args.clips is not None and args.clips < 1:
         raise StereobenchError(f"--clips must be at least 1, got {args.clips}")
     _check_preview_frame(args.preview_frame, None, "")
+    from benchmark.commands.run import depth_from_args
+
+    depth, depth_settings = depth_from_args(args)  # the recipes `run` with the same --depth flags reads
     options = _split_options(args.option, dataset_names)
     _check_options(options)
 
@@ -242,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
         protocol = get_protocol(args.protocol or spec.default_protocol)
         _check_preview_frame(args.preview_frame, protocol.num_frames, protocol.name)
         names = dataset.clip_names()[: args.clips]
-        recipes = [make_recipe(dataset, clip_name, protocol, warp=args.warp) for clip_name in names]
+        recipes = [make_recipe(dataset, clip_name, protocol, warp=args.warp, depth=depth, **depth_settings)
+                   for clip_name in names]
         if args.no_preview:
             preview_dir = None
         elif args.preview:

@@ -61,14 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "| m2svid-val64, ego4d test, prepared: any <root>/splits/NAME.txt)")
     parser.add_argument("--save-videos", action="store_true", default=None,
                         help="write left/warped/mask/gt and every method's output as H.264 MP4")
-    parser.add_argument("--depth", metavar="SOURCE",
-                        help="where disparity comes from: gt (the dataset's, default), files (<name>_depth.npy "
-                             "beside each video), depth-anything-v2, transformers, depthcrafter (docs/depth.md)")
-    parser.add_argument("--weights-depth", metavar="PATH",
-                        help="the depth model's weights: a folder or a Hugging Face id already in the cache")
-    parser.add_argument("--depth-option", action="append", metavar="KEY=VALUE",
-                        help="depth setting (repeatable): d_max=PIXELS or d_max_percent=5, convergence=0.5, "
-                             "stability=ema|video|frame, kind=depth (files), steps=5 (depthcrafter)")
+    add_depth_arguments(parser)
     parser.add_argument("--overwrite", choices=["only-missing", "never", "always"],
                         help="what to do with pairs that already have results (default only-missing)")
     parser.add_argument("--run-id", help="run id to create or continue ('latest' = newest run)")
@@ -84,6 +77,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-leaderboard", action="store_true", help="do not build the leaderboard at the end")
     parser.add_argument("--title", help="leaderboard title")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_depth_arguments(parser: argparse.ArgumentParser) -> None:
+    """--depth, --weights-depth, --depth-option (shared by `run` and `prepare`, same meaning)."""
+    parser.add_argument("--depth", metavar="SOURCE",
+                        help="where disparity comes from: gt (the dataset's, default), files (<name>_depth.npy "
+                             "beside each video), depth-anything-v2, transformers, depthcrafter (docs/depth.md)")
+    parser.add_argument("--weights-depth", metavar="PATH",
+                        help="the depth model's weights: a folder or a Hugging Face id already in the cache")
+    parser.add_argument("--depth-option", action="append", metavar="KEY=VALUE",
+                        help="depth setting (repeatable): d_max=PIXELS or d_max_percent=5, convergence=0.5, "
+                             "stability=ema|video|frame, kind=depth (files), steps=5 (depthcrafter)")
+
+
+def depth_from_args(args: argparse.Namespace) -> tuple[str, dict]:
+    """(depth source name, :func:`~benchmark.stereo.recipe.make_recipe` settings) of --depth /
+    --weights-depth / --depth-option alone (no config file), validated exactly as `run` does, so
+    `prepare` builds the recipes (cache keys) that `run` with the same flags reads."""
+    config = RunConfig()
+    if args.depth or args.weights_depth or args.depth_option:
+        config = merge_overrides(config, {"depth": _depth_override(config, args)})
+    return config.depth_name_and_settings()
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:

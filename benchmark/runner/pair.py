@@ -90,7 +90,7 @@ def build_input(plan: RunPlan, state: ClipState, warp_name: str) -> tuple[Any, A
     ds = state.dataset.dataset
     depth, depth_settings = plan.config.depth_name_and_settings()
     recipe = make_recipe(ds, state.clip_name, plan.protocol, warp=warp_name, depth=depth, **depth_settings)
-    cache = StereoInputCache(root=plan.config.cache)
+    cache = StereoInputCache(root=plan.config.cache, depth_device=plan.device)  # depth models on the run's device
     inp, gt = load_input(ds, recipe, cache)
     depth_seconds = cache.timings.get("depth", 0.0)
     state.depth_seconds[warp_name] = depth_seconds

@@ -9,7 +9,8 @@ Public API (see docs/stereo.md):
 - protocols: :class:`ClipProtocol`, :data:`PROTOCOLS`, :func:`get_protocol`, :func:`apply_protocol`,
   :func:`load_windowed_clip` (a dataset's clip, decoding only the protocol's time window where it can)
 - disparity: :func:`disparity_from_inverse_depth`, :func:`disparity_from_metric_depth`,
-  :func:`disparity_from_disparity`
+  :func:`disparity_from_disparity`, :func:`disparity_from_normalized_depth` (normalised depth,
+  D_max and convergence -> pixels), :func:`d_max_pixels` (D_max in pixels or percent of the width)
 - warps: :func:`forward_warp` (the shared warp), :data:`WARPS` / :func:`get_warp` (``shared``,
   ``m2svid``, ``stereocrafter``, ``svg``), :func:`close_hole_mask`, :func:`dilate_mask`
 - cache: :func:`build_stereo_input`, :class:`StereoInputCache`
@@ -48,7 +49,8 @@ _LAZY = {
     "ClipProtocol": "protocol", "PROTOCOLS": "protocol", "get_protocol": "protocol", "apply_protocol": "protocol",
     "load_windowed_clip": "protocol", "resize_flags": "protocol",
     "disparity_from_inverse_depth": "disparity", "disparity_from_metric_depth": "disparity",
-    "disparity_from_disparity": "disparity",
+    "disparity_from_disparity": "disparity", "disparity_from_normalized_depth": "disparity",
+    "d_max_pixels": "disparity",
     "forward_warp": "warp", "close_hole_mask": "warp", "dilate_mask": "warp", "erode_mask": "warp",
     "warp_m2svid": "native_warps", "warp_stereocrafter": "native_warps", "warp_svg": "native_warps",
     "build_stereo_input": "cache", "StereoInputCache": "cache", "STAGE_VERSION": "cache",

@@ -240,6 +240,8 @@ class StereoInputCache:
         root: cache folder; default ``$STEREOBENCH_CACHE`` or ``<repo>/cache/stereo_inputs``.
         sweep: remove debris of dead writers (see the module docstring) the first time this
             process opens ``root``.
+        depth_device: device depth models run on when a depth entry is built (the run's
+            ``--device``; ``$STEREOBENCH_DEPTH_DEVICE`` overrides it; None = cuda when available).
 
     Attributes:
         hits: entries served from disk by :meth:`get_or_build` on this object.
@@ -251,14 +253,14 @@ class StereoInputCache:
 
     _swept: set[str] = set()  # roots this process already swept
 
-    def __init__(self, root: str | os.PathLike | None = None, sweep: bool = True):
+    def __init__(self, root: str | os.PathLike | None = None, sweep: bool = True, depth_device: Any = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.hits = 0
         self.builds = 0
         self.timings: dict[str, float] = {}
         from benchmark.stereo.depth_stage import DepthCache
 
-        self.depth_cache = DepthCache(self.root / "depth")
+        self.depth_cache = DepthCache(self.root / "depth", device=depth_device)
         if sweep and str(self.root) not in StereoInputCache._swept:
             StereoInputCache._swept.add(str(self.root))
             self.sweep_orphans()

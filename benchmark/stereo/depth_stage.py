@@ -36,7 +36,7 @@ from benchmark.stereo.disparity import disparity_from_normalized_depth
 from benchmark.stereo.recipe import DEPTH_SOURCES, MODEL_OPTION_KEYS, InputRecipe
 from benchmark.types import Clip, params_hash
 
-#: Environment variable choosing the device depth models run on (default: cuda when available).
+#: Environment variable choosing the device depth models run on; it overrides the run's ``--device``.
 DEPTH_DEVICE_ENV = "STEREOBENCH_DEPTH_DEVICE"
 #: Version of the raw-depth cache entries (bump when a model's output changes).
 DEPTH_CACHE_VERSION = 1
@@ -47,11 +47,15 @@ class MissingDepthFilesError(MissingDepthError):
     """The recipe asks for ``files`` but the clip has none (training skips such clips)."""
 
 
-def depth_device() -> str:
-    """``$STEREOBENCH_DEPTH_DEVICE``, else ``cuda`` when available, else ``cpu``."""
+def depth_device(default: str | torch.device | None = None) -> str:
+    """The device depth models run on: ``$STEREOBENCH_DEPTH_DEVICE`` when set, else ``default``
+    (the run's resolved ``--device``; the runner passes it through :attr:`DepthCache.device`),
+    else ``cuda`` when available, else ``cpu``."""
     env = os.environ.get(DEPTH_DEVICE_ENV)
     if env:
         return env
+    if default is not None and str(default) not in ("", "auto"):
+        return str(default)
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -98,10 +102,16 @@ def video_digest(frames: torch.Tensor) -> str:
 
 
 class DepthCache:
-    """Raw depth-model output cached by video content + model identity (one file per entry)."""
+    """Raw depth-model output cached by video content + model identity (one file per entry).
 
-    def __init__(self, root: str | os.PathLike):
+    ``device``: where depth models run when an entry is built (:func:`depth_device`'s default;
+    None = cuda when available). It is not part of the key: a cache warmed on one device serves
+    another.
+    """
+
+    def __init__(self, root: str | os.PathLike, device: str | torch.device | None = None):
         self.root = Path(root).expanduser()
+        self.device = device
         self.hits = 0
         self.builds = 0
 
@@ -160,7 +170,7 @@ def model_depth(clip: Clip, recipe: InputRecipe, cache: DepthCache | None) -> to
     if raw is not None and tuple(raw.shape) == (frames.shape[0], *frames.shape[-2:]):
         cache.hits += 1
     else:
-        model = _model_for(recipe, depth_device())
+        model = _model_for(recipe, depth_device(cache.device if cache is not None else None))
         raw = model.predict(frames.to(model.device)).cpu()
         if cache is not None:
             cache.store(key, raw)
