@@ -235,3 +235,22 @@ def test_method_filter_lists_only_those_methods(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert list(listing) == ["methods"] and [e["name"] for e in listing["methods"]] == ["m2svid", "left-copy"]
     assert listing["methods"][0]["weights"][0]["source"].endswith("/m2svid_weights.pt")
+
+
+def test_listing_groups_variants_that_share_the_same_weights(capsys, monkeypatch, tmp_path):
+    """The four StereoCrafter variants share two downloads: the instructions are printed once,
+    under all four names, and still name both hub ids and the licence."""
+    from benchmark.cli import main
+
+    for var in ("STEREOCRAFTER_WEIGHTS", "SVD_XT_1_1_WEIGHTS", "SVG_ZEROSCOPE_WEIGHTS", "SVG_SVD_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    names = ["stereocrafter", "stereocrafter-1", "stereocrafter-8", "stereocrafter-nocfg", "svg", "svg-10", "left-copy"]
+    assert main(["weights"] + [x for n in names for x in ("--method", n)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("huggingface-cli download TencentARC/StereoCrafter --include") == 1
+    assert out.count("huggingface-cli download stabilityai/stable-video-diffusion-img2vid-xt-1-1 --include") == 1
+    assert "stereocrafter, stereocrafter-1, stereocrafter-8, stereocrafter-nocfg: MISSING" in out
+    assert "svg, svg-10: MISSING" in out and "left-copy: no weights needed" in out
+    assert "academic/research use only" in out and "unet_diffusers" in out

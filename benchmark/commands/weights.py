@@ -55,30 +55,50 @@ def collect(method_names: list[str] | None = None) -> dict[str, list]:
     return {name: WEIGHT_PROVIDERS[name]() for name in WEIGHT_PROVIDERS.names()}
 
 
-def _print_entry(entry) -> None:
-    label = entry.name if entry.kind == "method" else f"{entry.kind} {entry.name}"
+def _entry_body(entry) -> list[str]:
+    """The listing of one entry without its label: the status after the colon, then the detail lines."""
     status = entry.status
     if entry.error:
-        print(f"{label}: BROKEN ({entry.error})")
-        return
+        return [f"BROKEN ({entry.error})"]
     if not entry.specs:
-        print(f"{label}: no weights needed")
-        return
+        return ["no weights needed"]
     state = "present" if status.present else "MISSING"
-    print(f"{label}: {state}" + (f" at {status.location}" if status.location else ""))
+    lines = [state + (f" at {status.location}" if status.location else "")]
     for spec in entry.specs:
         rev = spec.revision or (f"sha256:{spec.sha256[:12]}" if spec.sha256 else "UNPINNED")
         env = f", env {spec.env_var}" if spec.env_var else ""
         local = spec.local_path()
         where = f" -> {local}" if local else ""
         shown_file = f"/{spec.filename}" if spec.filename and not spec.source.endswith(spec.filename) else ""
-        print(f"  - {spec.name}: {spec.source}{shown_file} @ {rev}{env}{where}")
+        lines.append(f"  - {spec.name}: {spec.source}{shown_file} @ {rev}{env}{where}")
         if not status.present and spec.how_to_get:
-            print(f"    get it: {spec.how_to_get}")
-    if not status.present and status.how_to_get and status.how_to_get not in {s.how_to_get for s in entry.specs}:
-        print(f"  how to get: {status.how_to_get}")
-    for line in status.details:
-        print(f"    {line}")
+            lines.append(f"    get it: {spec.how_to_get}")
+    spec_hints = [s.how_to_get for s in entry.specs if s.how_to_get]
+    # a summary that only strings the per-weight hints together adds nothing to them
+    repeats_hints = bool(spec_hints) and all(h in (status.how_to_get or "") for h in spec_hints)
+    if not status.present and status.how_to_get and not repeats_hints:
+        lines.append(f"  how to get: {status.how_to_get}")
+    lines.extend(f"    {line}" for line in status.details)
+    return lines
+
+
+def _label(entry) -> str:
+    return entry.name if entry.kind == "method" else f"{entry.kind} {entry.name}"
+
+
+def _print_entries(entries) -> None:
+    """Print the entries; entries whose listing is identical (variants sharing the same weights,
+    e.g. stereocrafter, stereocrafter-1, ...) are printed once under all their names."""
+    groups: dict[tuple, list[str]] = {}
+    for i, entry in enumerate(entries):
+        body = tuple(_entry_body(entry))
+        key = body if entry.specs and not entry.error else (i, body)  # only entries with weights merge
+        groups.setdefault(key, []).append(_label(entry))
+    for key, labels in groups.items():
+        body = key if isinstance(key[0], str) else key[1]
+        print(f"{', '.join(labels)}: {body[0]}")
+        for line in body[1:]:
+            print(line)
 
 
 def check_lpips_arguments(args: argparse.Namespace) -> None:
@@ -126,6 +146,5 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         for entries in listing.values():
-            for entry in entries:
-                _print_entry(entry)
+            _print_entries(entries)
     return 0
