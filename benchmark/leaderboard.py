@@ -378,9 +378,12 @@ def make_boards(df, manifests: Mapping[str, dict] | None = None, n_resamples: in
     skips = df[df["kind"] == "skip"]
     measured = df[df["kind"] != "skip"]
     board_keys = sorted({tuple(k) for k in measured[list(BOARD_KEY)].itertuples(index=False)})
-    for dataset, revision in sorted({tuple(k) for k in skips[["dataset", "dataset_revision"]].itertuples(index=False)}):
+    for skip_key in sorted({tuple(k) for k in skips[list(BOARD_KEY)].itertuples(index=False)}):
+        dataset, revision = skip_key[:2]
         if not any(k[0] == dataset and (revision == NA or k[1] in (revision, NA)) for k in board_keys):
-            board_keys.append((dataset, revision, NA, NA, NA))
+            # a dataset where every method was skipped: a board of the skips' own protocol and warp
+            # mode (with NA there the skip rows, which know them, would match no board)
+            board_keys.append(skip_key)
     boards = []
     for key in board_keys:
         dataset, revision, clip_protocol, settings, warp_mode = key

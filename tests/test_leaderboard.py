@@ -367,3 +367,17 @@ def test_overall_table_shows_memory_growth_and_old_rows_the_absolute_peak(tmp_pa
     header = _header_row(text, ": overall")
     assert "Peak memory (absolute) ↓ (MiB)" in header
     assert "absolute peak during refine" in text
+
+
+def test_a_run_where_every_method_was_skipped_lists_them(tmp_path):
+    """Skip rows that know their clip protocol and warp mode (as the runner writes them) still
+    make a board when nothing was measured: each skipped method is a row with its reason."""
+    rows = [skip_row(run_id="20250102-000000-bbbbbb", method=m, dataset="synthetic", reason=f"{m} needs a GPU",
+                     clip_protocol="quick", warp_mode="shared", dataset_revision="gen1-abc")
+            for m in ("stereocrafter-1", "svg-10")]
+    boards = make_boards(rows_to_frame(rows), n_resamples=50)
+    assert len(boards) == 1 and boards[0].skips == {"stereocrafter-1": ["stereocrafter-1 needs a GPU"],
+                                                    "svg-10": ["svg-10 needs a GPU"]}
+    markdown = build_leaderboard(rows_to_frame(rows), tmp_path, plots=False, n_resamples=50)["markdown"].read_text()
+    assert "stereocrafter-1 needs a GPU" in markdown and "svg-10 needs a GPU" in markdown
+    assert _cell(_table_rows(markdown, "overall")["svg-10"], _header_row(markdown, "overall"), "skipped") == "yes"
