@@ -259,8 +259,10 @@ def _load_method(options: ConvertOptions):
 
 # ----------------------------------------------------------------------------- decoding
 
-def _frames(info: SourceInfo, fps: Fraction, timer: PhaseTimer, batch: int) -> Iterator[torch.Tensor]:
-    """Upright float (t, 3, H, W) batches on the output clock (nearest source frame per tick)."""
+def _frames(info: SourceInfo, fps: Fraction, timer: PhaseTimer, batch: int,
+            sources: list[list[int] | None] | None = None) -> Iterator[torch.Tensor]:
+    """Upright float (t, 3, H, W) batches on the output clock (nearest source frame per tick);
+    ``sources`` (a list) receives each batch's source frame indices (None when unknown)."""
     from benchmark.video_io import iter_video
 
     chunks = iter_video(info.path, chunk_frames=batch, fps=fps_to_float(fps), start_time=None)
@@ -272,6 +274,8 @@ def _frames(info: SourceInfo, fps: Fraction, timer: PhaseTimer, batch: int) -> I
             return
         frames = rotate(chunk.frames, info.rotation)
         timer.record("decode", time.perf_counter() - start)
+        if sources is not None:
+            sources.append(None if chunk.source_indices is None else [int(i) for i in chunk.source_indices])
         yield frames
 
 
@@ -338,12 +342,23 @@ def _depth_pass(info: SourceInfo, fps: Fraction, options: ConvertOptions, model:
     bar = tqdm(total=estimate, desc="depth", unit="frame", disable=not progress)
     frames_seen = 0
     chunks = 0
+    # Depth files hold one map per SOURCE frame: on a resampled clock (--max-fps, a variable frame
+    # rate) each output frame takes the map of the source frame it was decoded from.
+    by_source = callable(getattr(model, "predict_source_frames", None))
+    sources: list[list[int] | None] = []
+    last_source = -1
     try:
-        for index, frames in enumerate(_frames(info, fps, timer, options.depth_batch)):
+        for index, frames in enumerate(_frames(info, fps, timer, options.depth_batch, sources)):
             path = parts.raw(index)
+            indices = sources[-1]
+            if indices:
+                last_source = max(last_source, indices[-1])
             if not path.exists():
                 with timer.phase("depth"):
-                    raw = model.predict(frames.to(options.device), start=frames_seen)
+                    if by_source and indices is not None:
+                        raw = model.predict_source_frames(frames.to(options.device), indices)
+                    else:
+                        raw = model.predict(frames.to(options.device), start=frames_seen)
                     raw = raw.to("cpu", torch.float32).reshape(frames.shape[0], 1, *raw.shape[-2:])
                     if tuple(raw.shape[-2:]) != size:
                         raw = F.interpolate(raw.nan_to_num(0.0), size=size, mode="bilinear", align_corners=False,
@@ -355,7 +370,12 @@ def _depth_pass(info: SourceInfo, fps: Fraction, options: ConvertOptions, model:
     finally:
         bar.close()
     count = getattr(model, "frame_count", None)
-    if callable(count) and count() != frames_seen:
+    if by_source and last_source >= 0:
+        source_frames = info.frame_count or last_source + 1
+        if count() < source_frames or (info.frame_count and count() != info.frame_count):
+            raise StereobenchError(f"depth files hold {count()} frames but the video has {source_frames}; give one "
+                                   f"depth map per frame of the video")
+    elif callable(count) and count() != frames_seen:
         raise StereobenchError(f"depth files hold {count()} frames but the video has {frames_seen} (at "
                                f"{float(fps):g} fps); give one depth map per video frame")
     # Normalise every chunk in order (cheap next to the model), into one float16 file.

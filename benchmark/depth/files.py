@@ -369,6 +369,20 @@ class FileDepth(DepthModel):
         """How many frames the files hold."""
         return count_depth_frames(self.path)
 
+    def predict_source_frames(self, frames: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """The maps of the source frames ``indices`` (one per frame of ``frames``): for a video read on
+        another clock than its own (a capped or variable frame rate), where frame k of ``frames`` is
+        source frame ``indices[k]``. Float32 (T, H, W) on the frames' device."""
+        t, _, h, w = frames.shape
+        if len(indices) != t:  # pragma: no cover - a caller bug
+            raise RuntimeError(f"{len(indices)} source indices for {t} frames")
+        total = self.frame_count()
+        if indices and max(indices) >= total:
+            raise StereobenchError(f"depth files {str(self.path)!r} hold {total} frames but frame {max(indices)} of "
+                                   f"the video was asked for; give one depth map per video frame")
+        array = read_depth_files(self.path, kind=self._settings["kind"], size=(h, w), frames=indices)
+        return torch.from_numpy(array).to(frames.device)
+
     def _predict(self, frames: torch.Tensor, start: int) -> torch.Tensor:
         t, _, h, w = frames.shape
         total = self.frame_count()
