@@ -209,6 +209,10 @@ def resolve_weights(source: str | os.PathLike, *, revision: str | None = None, s
             verify_sha256(path, sha256, how_to_get)
         return path
     if kind == "hf":
+        lead = f"; huggingface-cli download {source}"
+        if fix == lead or fix.startswith((lead + ",", lead + " (")):  # the hub message names that command
+            rest = fix[len(lead):].lstrip(",").strip()
+            fix = f"; {rest}" if rest else ""
         return _resolve_hub(str(source), revision, subfolder, what, fix)
     path = Path(source).expanduser()
     if not path.exists():
