@@ -138,6 +138,27 @@ def test_join_training_ranking_validation_submit_and_resume(study):
     assert store.progress(pid) == (1, view.total)
 
 
+def test_ranking_trial_shown_time_is_when_the_trial_was_drawn_not_submitted(study):
+    """The stored shown time (the export's started_at) is taken when the trial first renders;
+    before the fix it was taken at submit, so every response had ~0 s answer time."""
+    import time
+
+    import pandas as pd
+
+    package, store, _ = study("ranking")
+    pid = package.participant_ids[0]
+    at = start(app_for({"pid": pid}))
+    view = store.next_trial(pid)
+    time.sleep(1.5)  # the participant watches the videos
+    at = rank_all(at, view.trial_id, [1, 2, 3, 4])
+    at.button(key=f"submit-{view.trial_id}").click()
+    at.run()
+    frame = store.responses_frame()
+    row = frame.loc[frame["trial_id"] == view.trial_id].iloc[0]
+    took = (pd.Timestamp(row["answered_at"]) - pd.Timestamp(row["started_at"])).total_seconds()
+    assert took >= 1.4, (row["started_at"], row["answered_at"])
+
+
 def test_double_submit_and_rerun_store_one_row(study):
     package, store, _ = study("ranking")
     pid = package.participant_ids[1]

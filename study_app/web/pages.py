@@ -168,6 +168,7 @@ def _trial_header(view, done: int, total: int) -> None:
 
 def ranking_trial(package, store, pid: str, view, done: int, total: int) -> None:
     _trial_header(view, done, total)
+    _shown_at(view.trial_id)  # when the trial is first drawn, not when it is submitted
     stats = synced_player(_trial_player_data(package, view), key=f"player-{view.trial_id}")
     n = view.n_slots
     st.markdown(f"**Your ranking** ({RANK_HELP})")
