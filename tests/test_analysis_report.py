@@ -138,3 +138,15 @@ def test_cli_power(tmp_path, capsys):
     assert (tmp_path / "power_pairwise.csv").exists()
     assert "power_sign_test" in capsys.readouterr().out
     assert main(["analyze", "power", "--out", str(tmp_path)]) == 2
+
+
+def test_scale_plot_draws_an_interval_that_excludes_the_estimate():
+    """A percentile bootstrap interval can miss the point estimate (a small study export did:
+    `stereobench analyze` crashed in matplotlib's errorbar with "'xerr' must not contain negative
+    values"); the plot draws it as it is."""
+    from study_app.analysis.report import plot_scale
+
+    scale = pd.DataFrame({"method": ["a", "b", "c"], "scale": [0.5, 0.0, -0.5], "ci_low": [0.6, -0.2, -0.9],
+                          "ci_high": [1.2, 0.3, -0.6], "unit": "log-strength (centred)"})
+    png = plot_scale(scale, "Davidson scale")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -222,8 +222,10 @@ def plot_scale(scale: pd.DataFrame, title: str) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(scale) + 1.0))
     y = np.arange(len(scale))[::-1]
-    ax.errorbar(scale["scale"], y, xerr=[scale["scale"] - scale["ci_low"], scale["ci_high"] - scale["scale"]],
-                fmt="o", capsize=4)
+    # The interval as its own segment: a percentile bootstrap interval need not contain the point
+    # estimate (few participants), which errorbar's non-negative xerr cannot draw.
+    ax.hlines(y, scale["ci_low"], scale["ci_high"], color="C0")
+    ax.plot(scale["scale"], y, "o", color="C0")
     ax.set_yticks(y, scale["method"])
     ax.axvline(0, color="#999", lw=0.8)
     ax.set_xlabel(f"{title} ({scale['unit'].iloc[0]}, 95% crossed-bootstrap CI)")
