@@ -570,10 +570,13 @@ class StudyStore:
             closed = self._is_closed(conn)
         r = pd.DataFrame(resp, columns=["participant", "trial_id", "video", "trial_kind", "submitted_at"])
         done = r.groupby("participant").size() if len(r) else pd.Series(dtype=int)
+        done_ids = r.groupby("participant")["trial_id"].agg(set) if len(r) else pd.Series(dtype=object)
         last = r.groupby("participant")["submitted_at"].max() if len(r) else pd.Series(dtype=object)
         rows = []
         for p in sorted(parts, key=lambda p: (p.slot, p.id)):
-            total = len(self.package.plan(p.slot))
+            ids = done_ids.get(p.id, set())
+            # As progress(): trials whose media went missing are left out of the total.
+            total = sum(t.trial_id in ids or self._available(t) for t in self.package.plan(p.slot))
             rows.append({"participant": p.id, "slot": p.slot, "source": p.source, "joined_at": _iso(p.joined_at),
                          "done": int(done.get(p.id, 0)), "total": total,
                          "finished": int(done.get(p.id, 0)) >= total,

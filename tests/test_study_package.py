@@ -300,6 +300,15 @@ def test_a_media_file_missing_at_serve_time_skips_its_trial(tmp_path, ranking, c
     assert view.trial_id == next(t.trial_id for t in plan[1:] if t not in others)
     assert "skipped" in caplog.text and gone.trial_id in caplog.text
     assert store.progress(pid) == (1, len(plan) - len(others))
+    # The admin summary (status, admin page) counts the same total, so a participant who answers
+    # every trial that can be shown is "finished" there too (it counted the skipped trials).
+    row = store.admin_summary().participants.set_index("participant").loc[pid]
+    assert (row["done"], row["total"]) == (1, len(plan) - len(others))
+    while (view := store.next_trial(pid)) is not None:
+        store.submit(pid, view.trial_id, [1, 2, 3, 4])
+    summary = store.admin_summary()
+    assert bool(summary.participants.set_index("participant").loc[pid, "finished"])
+    assert summary.counts["finished"] == 1
     store.dispose()
 
 
