@@ -407,7 +407,8 @@ def check_video(path: Path, ann: Stereo4DAnnotation, min_height: int = MIN_HEIGH
     if height < min_height:
         raise StereobenchError(
             f"{path.name} is {width}x{height}: an equirect VR180 video must be at least {min_height} px high (the "
-            f"toolkit's check: is it in VR180 format?); {YTDLP_HINT}")
+            f"toolkit's check: is it in VR180 format?); {YTDLP_HINT}, or pass --min-height {height} to take a lower "
+            f"stream that is VR180")
     yaw = float(ann.fov_bounds[1] - ann.fov_bounds[0])
     tilt = float(ann.fov_bounds[3] - ann.fov_bounds[2])
     expected = 2.0 * yaw / tilt
@@ -713,6 +714,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{list_name}: {len(found) - len(unmatched)} of {len(found)} ids matched an annotation by YouTube id"
               + (f"; no npz for {len(unmatched)} (e.g. {', '.join(unmatched[:3])})" if unmatched else ""),
               file=sys.stderr)
-    print(f"prepared data in {out}; run it with: stereobench run --dataset stereo4d --option root={out} --split test "
-          f"--protocol paper", file=sys.stderr)
+    if not report.ok:
+        print(f"{len(report.failed)} clip(s) failed (listed above): fix them and rerun the same command (finished "
+              f"clips are kept)", file=sys.stderr)
+    if report.done or report.skipped:
+        print(f"prepared data in {out}; run it with: stereobench run --dataset stereo4d --option root={out} --split "
+              f"test --protocol paper", file=sys.stderr)
     return 0 if report.ok else 1

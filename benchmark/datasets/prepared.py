@@ -451,8 +451,9 @@ class PreparedDataset:
         self.name = str(name) if name else self.DATASET
         manifest_path = self.root / MANIFEST
         if not self.root.is_dir():
-            raise StereobenchError(f"no prepared {self.DATASET} data: folder {self.root} does not exist; "
-                                   f"prepare it with: {self.PREPARE_HINT}")
+            env = f" or set ${self.ENV_ROOT}" if self.ENV_ROOT else ""
+            raise StereobenchError(f"no prepared {self.DATASET} data: folder {self.root} does not exist; prepare it "
+                                   f"with: {self.PREPARE_HINT} (prepared elsewhere: pass --option root=DIR{env})")
         manifest = read_manifest(self.root)
         entries: dict[str, dict] = dict(manifest["clips"]) if manifest else {}
         # Complete clip folders the manifest lacks (a preparation killed before its manifest update).
