@@ -31,3 +31,32 @@ def test_absent_root_names_the_root_option_and_the_variable(tmp_path, cls, env):
     message = str(info.value)
     assert "does not exist; prepare it with: stereobench prepare-data" in message
     assert f"(prepared elsewhere: pass --option root=DIR or set ${env})" in message
+
+
+def _ego4d_miniature(folder):
+    import json
+
+    from tests.ego4d_scene import Scene, ego4d_frames, write_sbs_video
+
+    write_sbs_video(folder / "vid-a.mp4", ego4d_frames(Scene(d0=6.0, d_box=18.0, seed=1), 40, 120, 160, pan=2.0), 10)
+    (folder / "ego4d.json").write_text(json.dumps({"videos": [{"video_uid": "vid-a", "is_stereo": True}]}))
+    return folder
+
+
+def test_ego4d_clip_frames_under_the_minimum_is_refused_not_done_with_no_clips(tmp_path, capsys):
+    videos = _ego4d_miniature(tmp_path)
+    out = tmp_path / "out"
+    argv = ["prepare-data", "ego4d", "--videos", str(videos), "--metadata", str(videos / "ego4d.json"), "--out",
+            str(out), "--no-progress"]
+    # 16 frames at 10 fps = 1.6 s < the 3.2 s minimum: before, the video was marked done with no clip.
+    assert main([*argv, "--clip-frames", "16"]) == 1
+    text = capsys.readouterr()
+    assert "--clip-frames 16 is 1.60 s at 10 fps, shorter than --min-clip-seconds 3.2" in text.out
+    assert "raise --clip-frames to at least 32" in text.out
+    assert "1 video(s) failed (listed above)" in text.out and "prepared Ego4D clips" not in text.out
+    assert not list((out / "ego4d" / "videos").glob("*.json")) if (out / "ego4d" / "videos").is_dir() else True
+    # The suggested fix prepares the clips.
+    assert main([*argv, "--clip-frames", "16", "--min-clip-seconds", "1.5"]) == 0
+    text = capsys.readouterr()
+    assert sorted(p.name for p in (out / "clips").iterdir()) == ["vid-a_clip_0000", "vid-a_clip_0001"]
+    assert "prepared Ego4D clips under" in text.out

@@ -593,6 +593,10 @@ def prepare_video(job: Ego4DVideoJob, out_root: Path) -> list[str]:
         raise StereobenchError(f"{what} has {source.frame_count} frames ({source.frame_count / fps:.2f} s at "
                                f"{fps:g} fps); a clip needs at least {opts['min_clip_seconds']:g} s "
                                f"(--min-clip-seconds)")
+    if clip_frames < min_frames:
+        raise StereobenchError(f"--clip-frames {clip_frames} is {clip_frames / fps:.2f} s at {fps:g} fps, shorter than "
+                               f"--min-clip-seconds {float(opts['min_clip_seconds']):g}: no clip of {what} would be "
+                               f"kept; raise --clip-frames to at least {min_frames} or lower --min-clip-seconds")
     key = job.key()
 
     # Geometry from the first frame.
@@ -662,9 +666,10 @@ def prepare_video(job: Ego4DVideoJob, out_root: Path) -> list[str]:
     if wanted is not None:
         absent = sorted(wanted - {int(c.rsplit('_', 1)[1]) for c in done_clips})
         if absent:
-            raise StereobenchError(f"{what} ends after {total} frames: clip(s) {', '.join(map(str, absent[:8]))} of the "
-                                   f"split lie beyond its end (or are shorter than --min-clip-seconds); the other "
-                                   f"{len(done_clips)} clips are prepared")
+            listed = ", ".join(map(str, absent[:8])) + (", ..." if len(absent) > 8 else "")
+            raise StereobenchError(f"{what} ends after {total} frames: {len(absent)} clip(s) of the split ({listed}) "
+                                   f"lie beyond its end (or are shorter than --min-clip-seconds); the other "
+                                   f"{len(done_clips)} clip(s) are prepared")
     marker = {"video_uid": job.video_uid, "video": path.name, "frames": total, "fps": fps, "clips": done_clips,
               "options_hash": key, "rectification": rect.origin}
     marker_path = job._marker(out_root)
@@ -841,6 +846,11 @@ def run(args) -> int:
                       progress=not args.no_progress)
     write_split(out, "test", official_test_clips()["clips"])
     print(report.summary())
-    print(f"prepared Ego4D clips under {out}; load them with: stereobench run --dataset ego4d --option root={out} "
-          f"[--split test]")
+    if not report.ok:
+        print(f"{len(report.failed)} video(s) failed (listed above): fix them and rerun the same command (finished "
+              f"clips are kept)")
+    clips = out / "clips"
+    if clips.is_dir() and any(c.is_dir() and not c.name.startswith(".") for c in clips.iterdir()):
+        print(f"prepared Ego4D clips under {out}; load them with: stereobench run --dataset ego4d --option "
+              f"root={out} [--split test]")
     return 0 if report.ok else 1
