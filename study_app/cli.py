@@ -73,7 +73,8 @@ def _port(text: str) -> int:
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, metavar="URL_OR_PATH",
                    help="the study database: a SQLite file path or a SQLAlchemy URL "
-                        "(postgresql+psycopg://user@host/db); default results/studies/<study id>/study.sqlite")
+                        "(postgresql+psycopg://user@host/db); default results/studies/<study id>/study.sqlite under the current "
+                        "folder (use the same --db for serve, status, export and close)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,20 +111,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing package folder")
     b.add_argument("--runs-root", type=Path, default=Path("results/runs"), help="where run ids are looked up")
 
-    s = sub.add_parser("serve", help="serve the study (participant, admin and headset pages)")
+    s = sub.add_parser("serve", help="serve the study (participant, admin and headset pages)",
+                       description="Serve the study: participant pages (/?pid=ID), the admin page (/?page=admin, "
+                                   "password hash in STEREOBENCH_STUDY_ADMIN_HASH), the headset page (/xr?pid=ID) "
+                                   "and the media. Prints the links; Ctrl-C stops it.")
     s.add_argument("package", type=Path, help="the study package folder")
     _add_db(s)
-    s.add_argument("--port", type=_port, default=8501)
+    s.add_argument("--port", type=_port, default=8501, help="default 8501")
     s.add_argument("--host", default="localhost", help="0.0.0.0 to reach it from the LAN (a headset needs HTTPS then)")
     s.add_argument("--certfile", default=None, help="TLS certificate (HTTPS for a headset on the LAN)")
     s.add_argument("--keyfile", default=None, help="TLS key")
 
     st = sub.add_parser("status", help="progress per participant and per video")
-    st.add_argument("package", type=Path)
+    st.add_argument("package", type=Path, help="the study package folder")
     _add_db(st)
 
     e = sub.add_parser("export", help="export responses for `stereobench analyze` (and pwcmp)")
-    e.add_argument("package", type=Path)
+    e.add_argument("package", type=Path, help="the study package folder")
     _add_db(e)
     e.add_argument("--out", required=True, type=Path, help="responses file: .csv or .parquet")
     e.add_argument("--pwcmp", type=Path, default=None, help="pairwise only: also write a pwcmp-style CSV here")
@@ -131,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="pwcmp has no ties: drop equal answers, or write one row for each side")
 
     c = sub.add_parser("close", help="stop accepting answers and new participants")
-    c.add_argument("package", type=Path)
+    c.add_argument("package", type=Path, help="the study package folder")
     _add_db(c)
 
     h = sub.add_parser("hash-password", help="print an argon2 hash of the admin password",
@@ -145,6 +149,16 @@ def _open(args):
     from study_app.store import StudyStore
 
     package = StudyPackage.load(args.package)
+    if args.db is None:
+        # status/export/close read the database serve wrote: the default file is relative to the
+        # current folder, so from another folder it would be a new, empty database (0 responses).
+        from study_app.store import DB_FILE, DEFAULT_ROOT
+
+        default = DEFAULT_ROOT / package.study_id / DB_FILE
+        if not default.is_file():
+            raise StereobenchError(
+                f"no database for study {package.study_id!r} at {default} (relative to {Path.cwd()}): run this in "
+                f"the folder where `stereobench study serve` ran, or give the database with --db PATH_OR_URL")
     return package, StudyStore.open(args.db, package)
 
 

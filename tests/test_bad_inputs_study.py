@@ -138,3 +138,23 @@ def test_close_then_export_flow(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "closed" in out and "was already closed" in out and "(0 responses)" in out
     assert (tmp_path / "r.csv").read_text().startswith("schema_version,study_id,participant")
+
+
+def test_status_export_close_without_a_database_do_not_make_an_empty_one(capsys, tmp_path, monkeypatch):
+    """Without --db the default database is results/studies/<study id>/study.sqlite under the
+    current folder; run elsewhere, status reported 0 responses from a new empty database and
+    export wrote an empty file. Now it is a clear error, and nothing is created."""
+    from benchmark.cli import main
+    from study_app.store import StudyStore
+
+    pkg = synthetic_package(tmp_path / "pkg", study_id="s1")
+    monkeypatch.chdir(tmp_path)
+    for sub in ("status", "close", "export"):
+        extra = ["--out", str(tmp_path / "r.csv")] if sub == "export" else []
+        assert_clean_error(["study", sub, str(pkg), *extra], capsys, contains="no database for study 's1'")
+    assert not (tmp_path / "results").exists() and not (tmp_path / "r.csv").exists()
+    from study_app.package import StudyPackage
+
+    StudyStore.open(None, StudyPackage.load(pkg)).dispose()  # what serve does in this folder
+    assert main(["study", "status", str(pkg)]) == 0
+    assert "study s1" in capsys.readouterr().out
