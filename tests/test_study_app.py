@@ -159,6 +159,24 @@ def test_ranking_trial_shown_time_is_when_the_trial_was_drawn_not_submitted(stud
     assert took >= 1.4, (row["started_at"], row["answered_at"])
 
 
+def test_instructions_follow_the_study_design(tmp_path, monkeypatch):
+    """A study of three methods without a training trial: the instructions said "four versions",
+    "A-D", "4 (worst)" and "The first trial is a training trial" whatever the design."""
+    package = build(tmp_path, "ranking", methods=list(METHODS[:3]), training=0)
+    db = str(tmp_path / "three.sqlite")
+    monkeypatch.setenv(ENV_DIR, str(package.dir))
+    monkeypatch.setenv(ENV_DB, db)
+    at = app_for({"pid": package.participant_ids[0]})
+    assert not at.exception
+    text = texts(at)
+    assert "Rank the three versions" in text and "**3 (worst)**" in text and "**A-C**" in text
+    assert "four" not in text and "training trial" not in text
+    cfg = WebConfig(package.dir, db)
+    _, store = context.open_study(cfg)
+    store.dispose()
+    context.forget(cfg)
+
+
 def test_double_submit_and_rerun_store_one_row(study):
     package, store, _ = study("ranking")
     pid = package.participant_ids[1]

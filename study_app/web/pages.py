@@ -91,15 +91,14 @@ def _trial_player_data(package, view) -> dict:
 INSTRUCTIONS_RANKING = """
 **What to do.** Each trial shows one scene. At the top: the **left view** (what the left eye
 sees) and the **hole mask** (white where the right eye sees something the left eye could not:
-these areas had to be invented). Below: four versions of the **right view**, videos **A-D**, all
+these areas had to be invented). Below: {n_word} versions of the **right view**, videos **A-{last}**, all
 playing in sync. Use *Play*, *Pause*, *Replay* and the frame buttons as often as you like.
 
-Rank the four versions from **1 (best)** to **4 (worst)**: look for smearing, flicker, wrong
+Rank the {n_word} versions from **1 (best)** to **{n} (worst)**: look for smearing, flicker, wrong
 structures and distortions, especially where the mask is white. Versions that look equally good
 may share a rank. *Submit* becomes active when every version has a rank.
 
-The first trial is a **training trial** (not counted). You can stop at any time: open your link
-again and you continue where you stopped.
+{training}You can stop at any time: open your link again and you continue where you stopped.
 """
 
 INSTRUCTIONS_PAIRWISE = """
@@ -108,9 +107,21 @@ Open the **headset page** in your VR headset's browser, press *Enter VR* and wat
 (or download the two files and play them in a VR video player). Then say which one looks better
 in 3-D: more comfortable, fewer artefacts. If you cannot tell, choose *Equal*.
 
-The first trial is a **training trial** (not counted). You can stop at any time: open your link
-again and you continue where you stopped.
+{training}You can stop at any time: open your link again and you continue where you stopped.
 """
+
+TRAINING_NOTE = "The first trial is a **training trial** (not counted). "
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+
+
+def instructions(kind: str, n_slots: int, training_first: bool) -> str:
+    """The instructions for this study: the number of versions (the study's methods, not always
+    four) and the training note only when the participant's plan starts with a training trial."""
+    training = TRAINING_NOTE if training_first else ""
+    if kind == "pairwise":
+        return INSTRUCTIONS_PAIRWISE.format(training=training)
+    return INSTRUCTIONS_RANKING.format(n_word=NUMBER_WORDS.get(n_slots, str(n_slots)), n=n_slots,
+                                       last=SLOT_LETTERS[n_slots - 1], training=training)
 
 
 def page_no_participant() -> None:
@@ -215,7 +226,8 @@ def pairwise_trial(package, store, pid: str, view, done: int, total: int) -> Non
 
 
 def participant_page(package, store, pid: str) -> None:
-    if store.join(pid) is None:
+    participant = store.join(pid)
+    if participant is None:
         page_unknown_participant(pid)
         return
     st.title("Stereo video study")
@@ -229,15 +241,16 @@ def participant_page(package, store, pid: str) -> None:
         st.progress(1.0, text=f"{done} of {total} done")
         page_done()
         return
-    instructions = INSTRUCTIONS_PAIRWISE if package.kind == "pairwise" else INSTRUCTIONS_RANKING
+    plan = package.plan(participant.slot)
+    text = instructions(package.kind, view.n_slots, bool(plan) and plan[0].kind == "training")
     if done == 0 and not st.session_state.get("started"):
-        st.markdown(instructions)
+        st.markdown(text)
         if st.button("Start", type="primary", key="start"):
             st.session_state["started"] = True
             st.rerun()
         return
     with st.expander("Instructions"):
-        st.markdown(instructions)
+        st.markdown(text)
     if package.kind == "pairwise":
         pairwise_trial(package, store, pid, view, done, total)
     else:
