@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset name or directory of videos; repeat for several "
                              "(default: synthetic and middlebury-motorcycle)")
     parser.add_argument("--protocol", "-p", metavar="NAME",
-                        help="clip protocol: paper, quick or native (default: the dataset's own, quick for the "
-                             "bundled data)")
+                        help="clip protocol: paper, quick, native or qualitative (default: what `stereobench run "
+                             "--dataset NAME` uses, so the same inputs are warmed: paper for stereo4d and ego4d, "
+                             "quick otherwise)")
     parser.add_argument("--warp", "-w", default="shared", metavar="NAME",
                         help=f"forward warp: {', '.join(WARP_NAMES)} (default: shared)")
     parser.add_argument("--clips", "-n", type=int, metavar="N", help="prepare only the first N clips of each dataset")
@@ -206,6 +207,16 @@ def _check_folder(folder: Path, what: str) -> None:
                                f"folder with --preview, or --no-preview") from None
 
 
+def _run_default_protocol(name: str) -> str:
+    """The protocol `stereobench run --dataset NAME` uses without --protocol or a config, so that
+    `prepare` warms exactly the inputs that run reads (paper for stereo4d/ego4d, quick otherwise)."""
+    from benchmark.commands.run import _default_protocol
+    from benchmark.config import RunConfig
+
+    default = _default_protocol([name]) or RunConfig.model_fields["protocol"].default
+    return default if isinstance(default, str) else "quick"
+
+
 def _check_preview_frame(frame: int | None, num_frames: int | None, protocol_name: str) -> None:
     """``--preview-frame`` must name a frame of the clip: 0 .. num_frames - 1 (None = not known yet)."""
     if frame is None:
@@ -250,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     for name in dataset_names:
         dataset = _open_dataset(name, options[name])
         spec = dataset.spec
-        protocol = get_protocol(args.protocol or spec.default_protocol)
+        protocol = get_protocol(args.protocol or _run_default_protocol(name))
         _check_preview_frame(args.preview_frame, protocol.num_frames, protocol.name)
         names = dataset.clip_names()[: args.clips]
         recipes = [make_recipe(dataset, clip_name, protocol, warp=args.warp, depth=depth, **depth_settings)
