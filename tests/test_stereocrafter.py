@@ -503,3 +503,22 @@ def test_bad_options_on_the_command_line_are_one_error_line(tmp_path, capsys, op
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     assert_clean_error(["run", "--config", str(path), "--no-progress"], capsys, contains=contains)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("rows*.jsonl"))
+
+
+def test_runner_labels_tiny_random_weights_and_forces_cpu_only_when_asked(monkeypatch):
+    """Random test weights never pass for StereoCrafter's: the slot is relabelled -TEST-WEIGHTS with
+    a warning; on CPU the method is skipped (the reason names the override) unless the override is set."""
+    from benchmark.runner.plan import GPU_METHODS_ON_CPU_ENV, MethodSlot, check_weights
+
+    monkeypatch.delenv(GPU_METHODS_ON_CPU_ENV, raising=False)
+    assert "not the published model" in method().weights_warning()
+    slot = MethodSlot(label="stereocrafter-1", name="stereocrafter-1", options={}, method=method())
+    with pytest.warns(UserWarning, match="tiny or random test weights"):
+        check_weights(slot, torch.device("cpu"))
+    assert slot.label == "stereocrafter-1-TEST-WEIGHTS"
+    assert slot.skip_reason and GPU_METHODS_ON_CPU_ENV in slot.skip_reason
+    monkeypatch.setenv(GPU_METHODS_ON_CPU_ENV, "1")
+    slot = MethodSlot(label="stereocrafter-1", name="stereocrafter-1", options={}, method=method())
+    with pytest.warns(UserWarning):
+        check_weights(slot, torch.device("cpu"))
+    assert slot.skip_reason is None and slot.label.endswith("-TEST-WEIGHTS")

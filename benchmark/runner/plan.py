@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,28 @@ def select_methods(config: RunConfig) -> list[MethodSlot]:
     return slots
 
 
+GPU_METHODS_ON_CPU_ENV = "STEREOBENCH_GPU_METHODS_ON_CPU"
+"""Set to 1 to run methods that declare ``needs_gpu`` on the CPU anyway (smoke tests only: real
+weights take hours per clip there)."""
+
+
+TEST_WEIGHTS_SUFFIX = "-TEST-WEIGHTS"
+
+
+def mark_test_weights(slot: MethodSlot) -> None:
+    """Rename the slot's results ``<label>-TEST-WEIGHTS`` (with a warning) when the adapter says its
+    weights are not the published model (``weights_warning()``, e.g. tiny random test folders), so
+    such numbers can never pass for the method's on a leaderboard."""
+    probe = getattr(slot.method, "weights_warning", None)
+    try:
+        warning = probe() if callable(probe) else None
+    except Exception as exc:  # noqa: BLE001 -- a broken probe must not hide the method: mark it, say why
+        warning = f"weights_warning() failed: {type(exc).__name__}: {exc}"
+    if warning and not slot.label.endswith(TEST_WEIGHTS_SUFFIX):
+        slot.label += TEST_WEIGHTS_SUFFIX
+        warnings.warn(f"{slot.name}: {warning}; its results are labelled {slot.label!r}", stacklevel=2)
+
+
 def check_weights(slot: MethodSlot, device: torch.device) -> None:
     """Mark ``slot`` skipped (with the exact fix) when its weights are missing or it needs a GPU."""
     if slot.method is None or slot.skip_reason:
@@ -206,8 +229,13 @@ def check_weights(slot: MethodSlot, device: torch.device) -> None:
         how = status.how_to_get or "; ".join(w.how_to_get for w in meta.weights if w.how_to_get)
         where = f" (looked in {status.location})" if status.location else ""
         slot.skip_reason = f"weights missing{where}; get them with: {how or 'see stereobench weights'}"
-    elif meta.needs_gpu and device.type != "cuda":
-        slot.skip_reason = "needs a GPU; run it with --device cuda on a machine with one"
+    else:
+        mark_test_weights(slot)
+    if slot.skip_reason:
+        return
+    if meta.needs_gpu and device.type != "cuda" and os.environ.get(GPU_METHODS_ON_CPU_ENV) != "1":
+        slot.skip_reason = (f"needs a GPU; run it with --device cuda on a machine with one (a CPU smoke test, "
+                            f"e.g. with tiny random weights: {GPU_METHODS_ON_CPU_ENV}=1)")
 
 
 @dataclass

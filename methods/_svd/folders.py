@@ -67,3 +67,24 @@ def require_folder(folder: str | os.PathLike, components: Iterable[str], files: 
         raise StereobenchError(f"{what} {folder} lacks {', '.join(missing)}; it must hold {layout}"
                                f"{'; ' + fix if fix else ''}")
     return Path(folder)
+
+
+#: ``block_out_channels`` of the published U-Nets built on SD/SVD (SVD's spatio-temporal U-Net,
+#: StereoCrafter's fine-tune of it, zeroscope's UNet3DConditionModel).
+PUBLISHED_UNET_WIDTHS = [320, 640, 1280, 1280]
+
+
+def unet_width_warning(config_file: str | os.PathLike, what: str) -> str | None:
+    """A one-line warning when the U-Net's ``config.json`` is not the published architecture
+    (``block_out_channels`` other than :data:`PUBLISHED_UNET_WIDTHS`, as in tiny random test
+    folders), else None. The runner labels such results so they never pass for the method's."""
+    import json
+
+    try:
+        widths = json.loads(Path(config_file).read_text()).get("block_out_channels")
+    except (OSError, ValueError) as exc:
+        return f"{what}: cannot read {config_file} ({exc})"
+    if list(widths or []) != PUBLISHED_UNET_WIDTHS:
+        return (f"{what} at {Path(config_file).parent} is not the published model (block_out_channels {widths}, "
+                f"published {PUBLISHED_UNET_WIDTHS}): tiny or random test weights")
+    return None

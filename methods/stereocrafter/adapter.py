@@ -130,6 +130,13 @@ class StereoCrafter(Method):
             return WeightsStatus(present=False, location=location, how_to_get=HOW_TO_GET, details=details)
         return WeightsStatus(present=True, location="; ".join(found))
 
+    def weights_warning(self) -> str | None:
+        """Why the U-Net is not the published StereoCrafter one (e.g. tiny random test weights), or None."""
+        from methods._svd.folders import unet_width_warning
+        from methods.stereocrafter.pipeline import resolve_unet_folder
+
+        return unet_width_warning(resolve_unet_folder(self.unet_source()) / "config.json", "StereoCrafter U-Net")
+
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> StereoCrafter:
         from methods.stereocrafter.pipeline import load_pipeline
 

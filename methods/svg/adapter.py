@@ -81,6 +81,13 @@ class SVG(Method):
                                  details=problems)
         return WeightsStatus(present=True, location=" + ".join(found))
 
+    def weights_warning(self) -> str | None:
+        """Why the zeroscope U-Net is not the published one (e.g. tiny random test weights), or None."""
+        from methods._svd.folders import unet_width_warning
+        from methods.svg.pipeline import resolve_zeroscope
+
+        return unet_width_warning(resolve_zeroscope(self.sources()[0]) / "unet" / "config.json", "zeroscope U-Net")
+
     def _dtype(self, device: torch.device, dtype: torch.dtype) -> torch.dtype:
         choice = self.config.precision
         if choice != "auto":
