@@ -448,6 +448,9 @@ def _make_board(dataset, clip_protocol, warp_mode, rows, skips, manifests, n_res
     board.per_clip = quality_rows[["method", "clip", "metric", "region", "protocol", "value"]]
     for method, group in quality_rows.groupby("method"):
         board.n_clips[method] = int(group["clip"].nunique())
+    if quality_rows.empty:  # no ground truth (footage without a right view): count the clips run
+        for method, group in timing_rows.groupby("method"):
+            board.n_clips[method] = int(group["clip"].nunique())
     for method, group in error_rows.groupby("method"):
         board.errors[method] = [f"{clip}: {msg}" for clip, msg in zip(group["clip"], group["error"])]
     for method, group in skips.groupby("method"):
@@ -511,7 +514,9 @@ def overall_table(board: Board) -> Table:
         row += [Cell(board.devices.get(method, "")), Cell(str(len(board.errors.get(method, [])))),
                 Cell("yes" if method in board.skips and method not in board.n_clips else "")]
         rows.append(row)
-    note = (f"Mean over clips [95% bootstrap interval]; full frame, scoring protocol `{protocol}`. "
+    scope = (f"full frame, scoring protocol `{protocol}`" if protocol else
+             "no scores: these clips have no ground-truth right view, only timings")
+    note = (f"Mean over clips [95% bootstrap interval]; {scope}. "
             "Bold = best measured value of the column (direction from the metric's declaration).")
     if "peak_mem_growth_bytes" in timing_metrics:
         note += (" Peak memory growth = what the refine call needed above the memory in use when it started "
