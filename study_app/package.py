@@ -440,8 +440,11 @@ def build_study(
         if len(set(methods)) != len(methods):
             raise StereobenchError("a method is listed twice in --methods")
     if len(methods) < 2:
-        raise StereobenchError(f"a study compares at least two methods; the source has {len(methods)} "
-                               f"({', '.join(methods) or 'none'})")
+        if len(all_methods) >= 2:  # --methods picked too few of them
+            raise StereobenchError(f"a study compares at least two methods; --methods picks {len(methods)} "
+                                   f"({', '.join(methods)}): choose two or more of {', '.join(all_methods)}")
+        raise StereobenchError(f"a study compares at least two methods; the source has {len(all_methods)} "
+                               f"({', '.join(all_methods) or 'none'})")
     pair_list = _parse_pairs(pairs, list(methods)) if kind == "pairwise" else []
     if kind == "ranking" and pairs is not None:
         raise StereobenchError("--pairs is for pairwise studies; a ranking study shows all methods at once")

@@ -158,3 +158,9 @@ def test_status_export_close_without_a_database_do_not_make_an_empty_one(capsys,
     StudyStore.open(None, StudyPackage.load(pkg)).dispose()  # what serve does in this folder
     assert main(["study", "status", str(pkg)]) == 0
     assert "study s1" in capsys.readouterr().out
+
+
+def test_build_with_one_method_picked_names_the_choices(capsys, tmp_path, source):
+    """The source has two methods; `--methods` picking one said "the source has 1"."""
+    assert_clean_error(["study", "build", str(source), "--out", str(tmp_path / "o"), "--methods", METHODS[0]], capsys,
+                       contains=f"--methods picks 1 ({METHODS[0]}): choose two or more of {', '.join(sorted(METHODS[:2]))}")
