@@ -102,9 +102,10 @@ def get_layout(name: str | Layout) -> Layout:
     if isinstance(name, Layout):
         return name
     key = str(name).strip().lower().replace("_", "-")
-    key = {"anaglyph": "anaglyph-dubois", "sbs": "full-sbs", "tb": "full-tb", "cross": "cross-eyed"}.get(key, key)
-    if key not in LAYOUTS:
-        raise did_you_mean(str(name), LAYOUTS, "layout")
+    aliases = {"anaglyph": "anaglyph-dubois", "sbs": "full-sbs", "tb": "full-tb", "cross": "cross-eyed"}
+    key = aliases.get(key, key)
+    if key not in LAYOUTS:  # the aliases are choices too ('anaglph' -> 'anaglyph', not 'anaglyph-gray')
+        raise did_you_mean(str(name), [*LAYOUTS, *aliases], "layout")
     return LAYOUTS[key]
 
 
