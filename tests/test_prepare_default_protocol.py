@@ -40,3 +40,13 @@ def test_prepared_datasets_still_default_to_paper():
 
     assert _run_default_protocol("stereo4d") == "paper" and _run_default_protocol("ego4d") == "paper"
     assert _run_default_protocol("synthetic") == "quick"
+
+
+def test_run_and_prepare_help_name_every_protocol_and_the_default(capsys):
+    import pytest as _pytest
+
+    for command in ("run", "prepare"):
+        with _pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "qualitative" in text and "paper for stereo4d and ego4d" in text and "quick otherwise" in text

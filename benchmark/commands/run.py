@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="option of every --dataset given here, e.g. size=256 num_clips=2")
     parser.add_argument("--method", action="append", metavar="NAME",
                         help="method to run (repeatable; 'all' = every registered method)")
-    parser.add_argument("--protocol", help="clip protocol: paper | quick | native")
+    parser.add_argument("--protocol", help="clip protocol: paper | quick | native | qualitative (default: the "
+                                           "config's; with --dataset and no config: paper for stereo4d and ego4d, "
+                                           "quick otherwise)")
     parser.add_argument("--warp-mode", choices=["shared", "native"], help="one shared warp, or each method's own")
     parser.add_argument("--metrics", help="comma-separated metrics, e.g. psnr,msssim,lpips_vgg")
     parser.add_argument("--clips", type=int, metavar="N", help="only the first N clips of every dataset")
