@@ -360,3 +360,16 @@ def test_make_study_picks_the_newest_run_with_saved_videos(tmp_path, monkeypatch
     # Five methods: the demo ranks four (the paper's Table 2), never the left copy.
     assert demo.demo_methods(run) == ["background-fill", "opencv-inpaint", "temporal-fill", "warp-only"]
     assert demo.main(["--check-run"]) == 0
+
+
+def test_serve_says_when_the_admin_page_is_disabled(monkeypatch):
+    """Without an admin hash, serve printed the admin link as if it worked; the page then showed a
+    password form that only says "disabled" after a password is typed."""
+    from study_app.auth import ENV_HASH
+    from study_app.web.serve import admin_link_line
+
+    monkeypatch.delenv(ENV_HASH, raising=False)
+    line = admin_link_line("http://localhost:8501")
+    assert "disabled" in line and ENV_HASH in line and "hash-password" in line
+    monkeypatch.setenv(ENV_HASH, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g")
+    assert admin_link_line("http://localhost:8501") == "admin page: http://localhost:8501/?page=admin"

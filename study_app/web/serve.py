@@ -31,6 +31,17 @@ def participant_links(package, base_url: str) -> list[str]:
     return [f"{base_url}/?pid={pid}" for pid in package.participant_ids]
 
 
+def admin_link_line(base: str) -> str:
+    """The admin line of the start-up links; says so when no admin hash is set (the page would
+    show a password form that can never succeed)."""
+    from study_app.auth import ENV_HASH, admin_hash
+
+    if admin_hash() is None:
+        return (f"admin page: {base}/?page=admin is disabled: no {ENV_HASH} is set (export "
+                f"{ENV_HASH}=\"$(stereobench study hash-password)\" and restart)")
+    return f"admin page: {base}/?page=admin"
+
+
 def serve(package_dir: str | os.PathLike, *, db_url: str | None = None, port: int = 8501,
           host: str = "localhost", certfile: str | None = None, keyfile: str | None = None,
           xr_emulator: bool = False, print_links: bool = True) -> None:
@@ -60,7 +71,7 @@ def serve(package_dir: str | os.PathLike, *, db_url: str | None = None, port: in
         shown_host = "localhost" if host in ("0.0.0.0", "::", "") else host
         base = f"{scheme}://{shown_host}:{port}"
         print(f"study {package.study_id} ({package.kind}, {len(package.participant_ids)} participants) at {base}")
-        print(f"admin page: {base}/?page=admin")
+        print(admin_link_line(base))
         for link in participant_links(package, base)[:20]:
             print(f"participant: {link}")
         if package.kind == "pairwise":
