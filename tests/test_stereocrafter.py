@@ -522,3 +522,37 @@ def test_runner_labels_tiny_random_weights_and_forces_cpu_only_when_asked(monkey
     with pytest.warns(UserWarning):
         check_weights(slot, torch.device("cpu"))
     assert slot.skip_reason is None and slot.label.endswith("-TEST-WEIGHTS")
+
+
+def test_cli_run_on_cpu_with_tiny_weights_records_resolved_options_and_labels_the_rows(tmp_path, monkeypatch):
+    """`stereobench run` of stereocrafter-1 (tiny random folders, forced onto the CPU, native warp):
+    its rows and leaderboard row are labelled -TEST-WEIGHTS and the manifest records every resolved
+    option (defaults included) and the seed."""
+    import json
+
+    import yaml
+
+    from benchmark.cli import main
+    from benchmark.runner.loop import method_provenance
+    from methods.svg import DEFAULT_PROMPT, NEGATIVE_PROMPT
+
+    svg = method_provenance(METHODS["svg-10"](seed=5, guidance=6.0))  # no weights read
+    assert svg["seed"] == 5 and svg["options"]["steps"] == 10 and svg["options"]["guidance"] == 6.0
+    assert svg["options"]["prompt"] == DEFAULT_PROMPT and svg["options"]["negative_prompt"] == NEGATIVE_PROMPT
+
+    unet, svd = tiny_folders()
+    monkeypatch.setenv("STEREOBENCH_GPU_METHODS_ON_CPU", "1")
+    config = {"datasets": [{"name": "synthetic", "options": {"num_clips": 1, "size": 32, "num_frames": 2}}],
+              "methods": [{"name": "stereocrafter-1", "options": {"guidance_scale": 1.5, "weights": str(unet),
+                                                                  "svd": str(svd)}}],
+              "protocol": "quick", "warp_mode": "native", "metrics": ["psnr"], "device": "cpu", "seed": 3}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    with pytest.warns(UserWarning, match="TEST-WEIGHTS"):
+        code = main(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "runs"),
+                     "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    run = next((tmp_path / "runs").iterdir())
+    entry = json.loads((run / "manifest.json").read_text())["extra"]["methods"]["stereocrafter-1-TEST-WEIGHTS"]
+    assert entry["seed"] == 3
+    assert entry["options"]["guidance_scale"] == 1.5 and entry["options"]["num_inference_steps"] == 1
+    assert "stereocrafter-1-TEST-WEIGHTS" in (run / "leaderboard" / "leaderboard.md").read_text()

@@ -70,6 +70,17 @@ class RunSummary:
 # ---------------------------------------------------------------------------------------------
 # Process group
 # ---------------------------------------------------------------------------------------------
+
+def method_provenance(method) -> dict:
+    """A method's metadata plus what it actually runs with: every option with its default filled in
+    (steps, guidance, prompt, ...: the resolved values, not only what the config spelled out) and its seed."""
+    entry = type(method).meta.to_dict()
+    config = getattr(method, "config", None)
+    if hasattr(config, "model_dump"):
+        entry["options"] = config.model_dump(mode="json")
+    entry["seed"] = getattr(method, "seed", None)
+    return entry
+
 def _broadcast(value: Any, dist: Distributed) -> Any:
     if dist.mode != "torchrun":
         return value
@@ -183,7 +194,7 @@ def _open_manifest(plan: RunPlan, run: RunDir, resumed: bool, argv: list[str] | 
                               protocol=protocol_prov, warp_mode=config.warp_mode, device=str(plan.device), argv=argv)
     extra = dict(config_hash=config.content_hash(), started_unix=time.time(), rank=dist.rank,
                  world_size=dist.world_size, distributed=dist.mode,
-                 methods={s.label: (type(s.method).meta.to_dict() if s.method is not None else None)
+                 methods={s.label: (method_provenance(s.method) if s.method is not None else None)
                           for s in plan.slots})
     rank = 0 if dist.is_main else dist.rank
     if resumed and dist.is_main and run.read_manifest() is not None:
