@@ -373,3 +373,19 @@ def test_serve_says_when_the_admin_page_is_disabled(monkeypatch):
     assert "disabled" in line and ENV_HASH in line and "hash-password" in line
     monkeypatch.setenv(ENV_HASH, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g")
     assert admin_link_line("http://localhost:8501") == "admin page: http://localhost:8501/?page=admin"
+
+
+def test_serve_on_a_busy_port_is_a_clean_error_before_the_links(study, capsys):
+    """A second `stereobench study serve` (or `make study`) on a busy port printed every link,
+    then Streamlit's "Port N is not available" and exit 1."""
+    import socket
+
+    from benchmark.cli import main
+
+    package, _, cfg = study("ranking")
+    with socket.create_server(("localhost", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["study", "serve", str(package.dir), "--db", cfg.db_url, "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot serve on localhost:{port}" in captured.err and "--port" in captured.err
+    assert "participant:" not in captured.out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from benchmark.errors import StereobenchError
 from study_app.web.context import HERE, WebConfig, open_study
 
 APP_SCRIPT = HERE / "app.py"
@@ -29,6 +30,16 @@ def participant_links(package, base_url: str) -> list[str]:
     """One join link per pre-generated participant id (desktop page; the VR study's headset page
     is linked from it)."""
     return [f"{base_url}/?pid={pid}" for pid in package.participant_ids]
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    try:
+        socket.create_server((host or "0.0.0.0", port)).close()  # SO_REUSEADDR, as the server binds
+    except OSError as exc:
+        raise StereobenchError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): another server (a study "
+                               f"already running?) holds the port; stop it or choose another with --port") from None
 
 
 def admin_link_line(base: str) -> str:
@@ -66,6 +77,7 @@ def serve(package_dir: str | os.PathLike, *, db_url: str | None = None, port: in
     }
     if certfile or keyfile:
         config.update({"server.sslCertFile": certfile, "server.sslKeyFile": keyfile})
+    _check_port_free(host, int(port))  # else Streamlit prints "Port N is not available" after the links, exit 1
     if print_links:
         scheme = "https" if certfile else "http"
         shown_host = "localhost" if host in ("0.0.0.0", "::", "") else host
