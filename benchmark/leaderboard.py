@@ -515,6 +515,8 @@ def overall_table(board: Board) -> Table:
                 Cell("yes" if method in board.skips and method not in board.n_clips else "")]
         rows.append(row)
     scope = (f"full frame, scoring protocol `{protocol}`" if protocol else
+             "no scores: every method was skipped" if board.methods and set(board.methods) <= set(board.skips)
+             and not board.n_clips and not board.timing else
              "no scores: these clips have no ground-truth right view, only timings")
     note = (f"Mean over clips [95% bootstrap interval]; {scope}. "
             "Bold = best measured value of the column (direction from the metric's declaration).")

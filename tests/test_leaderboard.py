@@ -381,3 +381,4 @@ def test_a_run_where_every_method_was_skipped_lists_them(tmp_path):
     markdown = build_leaderboard(rows_to_frame(rows), tmp_path, plots=False, n_resamples=50)["markdown"].read_text()
     assert "stereocrafter-1 needs a GPU" in markdown and "svg-10 needs a GPU" in markdown
     assert _cell(_table_rows(markdown, "overall")["svg-10"], _header_row(markdown, "overall"), "skipped") == "yes"
+    assert "every method was skipped" in markdown and "no ground-truth" not in markdown
