@@ -72,3 +72,24 @@ def test_depth_files_short_of_the_source_are_named(tmp_path):
     depth = write_depth_files(tmp_path / "c_depth.npy", _per_frame_constant(20)[:15])
     with pytest.raises(StereobenchError, match="hold 15 frames but"):
         convert_video(src, tmp_path / "o.mp4", _options(depth, max_fps=12))
+
+
+def test_a_second_convert_to_the_same_output_is_refused_while_the_first_runs(tmp_path):
+    import pytest
+
+    from benchmark.convert.pipeline import _OutputLock
+    from benchmark.errors import StereobenchError
+
+    src = make_video(tmp_path / "c.mp4", scene(12, 32, 48), fps=24)
+    depth = write_depth_files(tmp_path / "c_depth.npy", _per_frame_constant(12))
+    out = tmp_path / "new" / "o.mp4"
+    out.parent.mkdir()
+    first = _OutputLock(out)  # what a running convert holds (its own file description)
+    try:
+        with pytest.raises(StereobenchError, match="is being converted by another process"):
+            convert_video(src, out, _options(depth))
+    finally:
+        first.release()
+    result = convert_video(src, out, _options(depth))  # free again: converts, and leaves no lock file
+    assert result.frames == 12 and out.is_file()
+    assert not (out.parent / ".o.mp4.lock").exists()

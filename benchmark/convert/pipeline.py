@@ -326,6 +326,53 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+class _OutputLock:
+    """One conversion per output at a time: an exclusive flock on ``.<output name>.lock`` beside it
+    (a second `convert` to the same file is refused instead of deleting the first one's parts)."""
+
+    def __init__(self, output: Path):
+        self.path = output.with_name(f".{output.name}.lock")
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no lock
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # a folder we cannot write: the output's own write will say so
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                try:
+                    owner = self.path.read_text(encoding="utf-8").strip() or "?"
+                except OSError:
+                    owner = "?"
+                raise StereobenchError(f"{str(output)!r} is being converted by another process (pid {owner}); wait "
+                                       f"for it to finish or choose another -o") from None
+            except OSError:  # a filesystem without locks: go on unlocked
+                os.close(fd)
+                return
+            try:  # the previous owner may have removed the file between our open and our flock
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                self.fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+
 # ----------------------------------------------------------------------------- pass 1: depth
 
 def _depth_pass(info: SourceInfo, fps: Fraction, options: ConvertOptions, model: Any, parts: Parts,
@@ -482,103 +529,107 @@ def convert_video(input_path: str | os.PathLike, output: str | os.PathLike, opti
                                  "depth_weights", "seed", "audio", "naming")},
     })
     parts = Parts(output)
-    journal = parts.load(key) if resume else None
-    if journal is None:
-        if parts.root.exists():
-            log(f"note: discarding {str(parts.root)!r} (parts of a conversion with other settings)")
-        parts.reset()
-        journal = {"key": key, "segments": {}}
-        parts.save(journal)
-    timer = PhaseTimer(device=options.device)
-    total_frames, depth_size = _depth_pass(info, fps, options, model, parts, journal, timer, progress)
+    lock = _OutputLock(output)
+    try:
+        journal = parts.load(key) if resume else None
+        if journal is None:
+            if parts.root.exists():
+                log(f"note: discarding {str(parts.root)!r} (parts of a conversion with other settings)")
+            parts.reset()
+            journal = {"key": key, "segments": {}}
+            parts.save(journal)
+        timer = PhaseTimer(device=options.device)
+        total_frames, depth_size = _depth_pass(info, fps, options, model, parts, journal, timer, progress)
 
-    # ---- pass 2: windows -> blended right frames -> layout -> segments
-    seg_len = options.segment_frames
-    n_segments = math.ceil(total_frames / seg_len)
-    done = {int(k) for k, v in journal["segments"].items() if parts.segment(int(k)).exists()}
-    first = next((k for k in range(n_segments) if k not in done), n_segments)
-    resumed = first
-    if first < n_segments:
-        if first:
-            log(f"resuming {str(output)!r} at segment {first + 1} of {n_segments} (frame {first * seg_len})")
-        spans = windows_1d(total_frames, options.window, options.overlap, what="temporal window")
-        weights = ramp_weights(spans)
-        f0 = first * seg_len
-        j = next(i for i, (_, t1) in enumerate(spans) if t1 > f0)
-        bar = tqdm(total=total_frames, initial=f0, desc="convert", unit="frame", disable=not progress)
-        frames_iter = _frames(info, fps, timer, 8)
-        buffer = torch.zeros((0, 3, info.height, info.width))
-        buffer_start = 0  # frame index of buffer[0]
-        acc_start = spans[j][0]
-        acc = torch.zeros((0, 3, info.height, info.width))
-        total = torch.zeros((0, 1, 1, 1))
-        writer: SegmentWriter | None = None
-        packing = layout.packing if options.frame_packing_sei else None
-        try:
-            for ti in range(j, len(spans)):
-                t0, t1 = spans[ti]
-                # Left frames [t0, t1): drop what is behind, decode what is ahead.
-                if buffer_start < t0:
-                    drop = min(t0 - buffer_start, buffer.shape[0])
-                    buffer, buffer_start = buffer[drop:], buffer_start + drop
-                while buffer_start + buffer.shape[0] < t1:
-                    chunk = next(frames_iter)
-                    skip = max(0, t0 - (buffer_start + buffer.shape[0]))
-                    if skip and buffer.shape[0] == 0:
-                        buffer_start += min(skip, chunk.shape[0])
-                        chunk = chunk[skip:]
-                    buffer = torch.cat([buffer, chunk])
-                left = buffer[t0 - buffer_start:t1 - buffer_start]
-                depth = _read_depth(parts, depth_size, t0, t1)
-                right = _refine_window(left, depth, method, d_max, options, fps, t0, timer)
-                grow = t1 - (acc_start + acc.shape[0])
-                if grow > 0:
-                    acc = torch.cat([acc, acc.new_zeros((grow, *acc.shape[1:]))])
-                    total = torch.cat([total, total.new_zeros((grow, 1, 1, 1))])
-                weight = weights[ti].to(torch.float32)[:, None, None, None]
-                acc[t0 - acc_start:t1 - acc_start] += right * weight
-                total[t0 - acc_start:t1 - acc_start] += weight
-                final_end = spans[ti + 1][0] if ti + 1 < len(spans) else total_frames
-                n_final = final_end - acc_start
-                if n_final <= 0:
-                    continue
-                blended = acc[:n_final] / total[:n_final]
-                ready_start = acc_start
-                acc, total, acc_start = acc[n_final:], total[n_final:], final_end
-                # Emit frames >= f0, segment by segment.
-                lo = max(f0, ready_start)
-                while lo < final_end:
-                    k = lo // seg_len
-                    hi = min(final_end, (k + 1) * seg_len)
-                    with timer.phase("layout"):
-                        packed = pack(layout, buffer[lo - buffer_start:hi - buffer_start],
-                                      blended[lo - ready_start:hi - ready_start])
-                    with timer.phase("encode"):
-                        if writer is None:
-                            writer = SegmentWriter(parts.segment(k), fps, options.codec, options.crf, options.preset,
-                                                   packing)
-                        writer.append(packed)
-                        if hi == min(total_frames, (k + 1) * seg_len):
-                            writer.close()
-                            writer = None
-                            journal["segments"][str(k)] = hi - k * seg_len
-                            parts.save(journal)
-                            if on_segment is not None:
-                                on_segment(k, n_segments)
-                    bar.update(hi - lo)
-                    lo = hi
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        finally:
-            bar.close()
-            frames_iter.close()
-    with timer.phase("join"):
-        audio = join_segments([parts.segment(k) for k in range(n_segments)], output, fps,
-                              info.path, options.audio)
-    if not keep_parts:
-        shutil.rmtree(parts.root, ignore_errors=True)
-    return ConvertResult(output=output, frames=total_frames, fps=fps,
-                         size=layout_size(layout, info.height, info.width), audio=audio,
-                         resumed_segments=resumed, seconds=dict(timer.seconds))
+        # ---- pass 2: windows -> blended right frames -> layout -> segments
+        seg_len = options.segment_frames
+        n_segments = math.ceil(total_frames / seg_len)
+        done = {int(k) for k, v in journal["segments"].items() if parts.segment(int(k)).exists()}
+        first = next((k for k in range(n_segments) if k not in done), n_segments)
+        resumed = first
+        if first < n_segments:
+            if first:
+                log(f"resuming {str(output)!r} at segment {first + 1} of {n_segments} (frame {first * seg_len})")
+            spans = windows_1d(total_frames, options.window, options.overlap, what="temporal window")
+            weights = ramp_weights(spans)
+            f0 = first * seg_len
+            j = next(i for i, (_, t1) in enumerate(spans) if t1 > f0)
+            bar = tqdm(total=total_frames, initial=f0, desc="convert", unit="frame", disable=not progress)
+            frames_iter = _frames(info, fps, timer, 8)
+            buffer = torch.zeros((0, 3, info.height, info.width))
+            buffer_start = 0  # frame index of buffer[0]
+            acc_start = spans[j][0]
+            acc = torch.zeros((0, 3, info.height, info.width))
+            total = torch.zeros((0, 1, 1, 1))
+            writer: SegmentWriter | None = None
+            packing = layout.packing if options.frame_packing_sei else None
+            try:
+                for ti in range(j, len(spans)):
+                    t0, t1 = spans[ti]
+                    # Left frames [t0, t1): drop what is behind, decode what is ahead.
+                    if buffer_start < t0:
+                        drop = min(t0 - buffer_start, buffer.shape[0])
+                        buffer, buffer_start = buffer[drop:], buffer_start + drop
+                    while buffer_start + buffer.shape[0] < t1:
+                        chunk = next(frames_iter)
+                        skip = max(0, t0 - (buffer_start + buffer.shape[0]))
+                        if skip and buffer.shape[0] == 0:
+                            buffer_start += min(skip, chunk.shape[0])
+                            chunk = chunk[skip:]
+                        buffer = torch.cat([buffer, chunk])
+                    left = buffer[t0 - buffer_start:t1 - buffer_start]
+                    depth = _read_depth(parts, depth_size, t0, t1)
+                    right = _refine_window(left, depth, method, d_max, options, fps, t0, timer)
+                    grow = t1 - (acc_start + acc.shape[0])
+                    if grow > 0:
+                        acc = torch.cat([acc, acc.new_zeros((grow, *acc.shape[1:]))])
+                        total = torch.cat([total, total.new_zeros((grow, 1, 1, 1))])
+                    weight = weights[ti].to(torch.float32)[:, None, None, None]
+                    acc[t0 - acc_start:t1 - acc_start] += right * weight
+                    total[t0 - acc_start:t1 - acc_start] += weight
+                    final_end = spans[ti + 1][0] if ti + 1 < len(spans) else total_frames
+                    n_final = final_end - acc_start
+                    if n_final <= 0:
+                        continue
+                    blended = acc[:n_final] / total[:n_final]
+                    ready_start = acc_start
+                    acc, total, acc_start = acc[n_final:], total[n_final:], final_end
+                    # Emit frames >= f0, segment by segment.
+                    lo = max(f0, ready_start)
+                    while lo < final_end:
+                        k = lo // seg_len
+                        hi = min(final_end, (k + 1) * seg_len)
+                        with timer.phase("layout"):
+                            packed = pack(layout, buffer[lo - buffer_start:hi - buffer_start],
+                                          blended[lo - ready_start:hi - ready_start])
+                        with timer.phase("encode"):
+                            if writer is None:
+                                writer = SegmentWriter(parts.segment(k), fps, options.codec, options.crf, options.preset,
+                                                       packing)
+                            writer.append(packed)
+                            if hi == min(total_frames, (k + 1) * seg_len):
+                                writer.close()
+                                writer = None
+                                journal["segments"][str(k)] = hi - k * seg_len
+                                parts.save(journal)
+                                if on_segment is not None:
+                                    on_segment(k, n_segments)
+                        bar.update(hi - lo)
+                        lo = hi
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            finally:
+                bar.close()
+                frames_iter.close()
+        with timer.phase("join"):
+            audio = join_segments([parts.segment(k) for k in range(n_segments)], output, fps,
+                                  info.path, options.audio)
+        if not keep_parts:
+            shutil.rmtree(parts.root, ignore_errors=True)
+        return ConvertResult(output=output, frames=total_frames, fps=fps,
+                             size=layout_size(layout, info.height, info.width), audio=audio,
+                             resumed_segments=resumed, seconds=dict(timer.seconds))
+    finally:
+        lock.release()
