@@ -95,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "_run", None) is None:
             parser.print_help()
             return 0 if not argv or argv[0] in ("-h", "--help") else 2
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe (`| head`) is handled below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`stereobench study status ... | head`): not an error. Point stdout
+        # at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except StereobenchError as exc:
         if os.environ.get("STEREOBENCH_DEBUG"):
             raise

@@ -164,3 +164,18 @@ def test_build_with_one_method_picked_names_the_choices(capsys, tmp_path, source
     """The source has two methods; `--methods` picking one said "the source has 1"."""
     assert_clean_error(["study", "build", str(source), "--out", str(tmp_path / "o"), "--methods", METHODS[0]], capsys,
                        contains=f"--methods picks 1 ({METHODS[0]}): choose two or more of {', '.join(sorted(METHODS[:2]))}")
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path):
+    """`stereobench study status DIR | head -2` printed "error: Broken pipe; fix the cause, ..."."""
+    import subprocess
+    import sys
+
+    pkg = synthetic_package(tmp_path / "pkg", participants=40)
+    code = ("import sys; from benchmark.cli import main; "
+            f"sys.exit(main(['study', 'status', {str(pkg)!r}, '--db', {str(tmp_path / 's.sqlite')!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Broken pipe" not in err and "error" not in err.lower(), err
