@@ -107,7 +107,12 @@ def weights_entries(names: list[str] | None = None) -> list:
         try:
             meta = METHODS.meta(name)
             entry.display_name, entry.specs = meta.display_name, tuple(meta.weights)
-            entry.status = METHODS[name]().weights_status()
+            method = METHODS[name]()
+            entry.status = method.weights_status()
+            warning = method.weights_warning() if entry.status.present and hasattr(method, "weights_warning") else None
+            if warning:  # e.g. tiny random test folders: say so where the user checks the weights
+                entry.status.details = [*entry.status.details,
+                                        f"NOT THE PUBLISHED WEIGHTS: {warning}; run results are labelled {name}-TEST-WEIGHTS"]
         except Exception as exc:  # one broken adapter must not hide the others
             entry.status = WeightsStatus(present=False)
             entry.error = f"{type(exc).__name__}: {exc}"

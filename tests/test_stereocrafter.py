@@ -556,3 +556,14 @@ def test_cli_run_on_cpu_with_tiny_weights_records_resolved_options_and_labels_th
     assert entry["seed"] == 3
     assert entry["options"]["guidance_scale"] == 1.5 and entry["options"]["num_inference_steps"] == 1
     assert "stereocrafter-1-TEST-WEIGHTS" in (run / "leaderboard" / "leaderboard.md").read_text()
+
+
+def test_weights_listing_flags_tiny_random_folders(monkeypatch, capsys):
+    from benchmark.cli import main
+
+    unet, svd = tiny_folders()
+    monkeypatch.setenv("STEREOCRAFTER_WEIGHTS", str(unet))
+    monkeypatch.setenv("SVD_XT_1_1_WEIGHTS", str(svd))
+    assert main(["weights", "--method", "stereocrafter-8"]) == 0
+    out = capsys.readouterr().out
+    assert "stereocrafter-8: present" in out and "NOT THE PUBLISHED WEIGHTS" in out and "stereocrafter-8-TEST-WEIGHTS" in out
