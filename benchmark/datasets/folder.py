@@ -42,6 +42,27 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
+def _display_rotation(path: Path) -> int:
+    """Counter-clockwise degrees (0, 90, 180, 270) of a video file's display matrix (phone videos);
+    0 for frame folders and files PyAV cannot decode (read_video reports those)."""
+    if not path.is_file():
+        return 0
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return round((frame.rotation or 0) / 90.0) % 4 * 90
+    except (av.error.FFmpegError, IndexError):
+        return 0
+    return 0
+
+
+def _upright(frames: torch.Tensor, rotation: int) -> torch.Tensor:
+    k = (rotation // 90) % 4
+    return torch.rot90(frames, k, dims=(-2, -1)).contiguous() if k else frames
+
+
 DEPTH_FILE_SUFFIXES = (".npy", ".npz")
 
 
@@ -149,6 +170,9 @@ class FolderDataset:
         else:
             read = dict(fps=window.fps, max_frames=window.num_frames, start_time=window.start_time)
         left = read_video(files["left"], **read)
+        # A display rotation (phone videos) is applied, as `convert` does: clips come upright, and
+        # disparity and depth files are at the upright size.
+        left_frames = _upright(left.frames, _display_rotation(files["left"]))
 
         @functools.cache
         def left_count() -> int | None:  # the container's full length, asked once (windowed reads)
@@ -156,10 +180,11 @@ class FolderDataset:
         right = disparity = None
         if "right" in files:
             right_video = read_video(files["right"], **read)
-            if right_video.frames.shape != left.frames.shape:
+            right_frames = _upright(right_video.frames, _display_rotation(files["right"]))
+            if right_frames.shape != left_frames.shape:
                 raise StereobenchError(
-                    f"{files['right'].name} has shape {tuple(right_video.frames.shape)} but {files['left'].name} has "
-                    f"{tuple(left.frames.shape)}; left and right videos must match in frames and size")
+                    f"{files['right'].name} has shape {tuple(right_frames.shape)} but {files['left'].name} has "
+                    f"{tuple(left_frames.shape)}; left and right videos must match in frames and size")
             if window is not None:
                 # Only a window was decoded: compare the full lengths where the containers know them.
                 counts = [left_count(), open_source(files["right"]).frame_count]
@@ -167,7 +192,7 @@ class FolderDataset:
                     raise StereobenchError(
                         f"{files['right'].name} has {counts[1]} frames but {files['left'].name} has {counts[0]}; "
                         f"left and right videos must match in frames and size")
-            right = right_video.frames
+            right = right_frames
         metadata = {role: str(path) for role, path in files.items()}
         if "disparity" in files:
             try:
@@ -181,7 +206,7 @@ class FolderDataset:
                                        f"real number array (float32, pixels), saved with numpy.save")
             if array.ndim == 3:
                 array = array[:, None]
-            t, _, h, w = left.frames.shape
+            t, _, h, w = left_frames.shape
             if window is None:
                 expected_frames = t
             else:
@@ -206,8 +231,8 @@ class FolderDataset:
             metadata["source_frame_indices"] = left.source_indices.tolist()
         if "depth" in files:
             # The depth files must hold one map per frame of the whole video (checked when read).
-            total = left.frames.shape[0] if window is None else left_count()
+            total = left_frames.shape[0] if window is None else left_count()
             if total is not None:
                 metadata["source_frame_count"] = int(total)
-        return Clip(clip_id=f"{self.name}/{name}", left=left.frames, fps=left.fps, right=right,
+        return Clip(clip_id=f"{self.name}/{name}", left=left_frames, fps=left.fps, right=right,
                     disparity=disparity, timestamps=left.timestamps, metadata=metadata)

@@ -251,7 +251,7 @@ def read_depth_files(path: str | os.PathLike, *, kind: str = "disparity", num_fr
     if size is not None and array.shape[0] and tuple(array.shape[1:]) != tuple(size):
         h, w = array.shape[1:]
         raise StereobenchError(f"depth files {where!r} are {w}x{h} (WxH) but the video is {size[1]}x{size[0]}; "
-                               f"give depth maps at the video's size")
+                               f"give depth maps at the video's size (upright: a phone video's display rotation is applied)")
     return _to_inverse_depth(array, kind)
 
 
