@@ -93,3 +93,16 @@ def test_a_second_convert_to_the_same_output_is_refused_while_the_first_runs(tmp
     result = convert_video(src, out, _options(depth))  # free again: converts, and leaves no lock file
     assert result.frames == 12 and out.is_file()
     assert not (out.parent / ".o.mp4.lock").exists()
+
+
+def test_h265_output_keeps_the_hvc1_tag_after_the_join(tmp_path):
+    import av
+
+    src = make_video(tmp_path / "c.mp4", scene(12, 32, 48), fps=24)
+    depth = write_depth_files(tmp_path / "c_depth.npy", _per_frame_constant(12))
+    out = convert_video(src, tmp_path / "h.mp4", _options(depth, codec="h265", crf=28))
+    with av.open(str(out.output)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "hevc"
+        assert stream.codec_tag == "hvc1"  # docs/convert.md: Apple players and browsers want hvc1 (was hev1)
+    assert read_video(out.output).num_frames == 12

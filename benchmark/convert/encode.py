@@ -242,6 +242,8 @@ def join_segments(segments: list[Path], output: Path, fps: Fraction, audio_sourc
         try:
             template = first.streams.video[0]
             video_out = out.add_stream_from_template(template)
+            if template.codec_context.name == "hevc":  # the template drops the segments' hvc1 tag (Apple)
+                video_out.codec_context.codec_tag = "hvc1"
             seg_time_base = template.time_base
         finally:
             first.close()
