@@ -60,3 +60,12 @@ def test_ego4d_clip_frames_under_the_minimum_is_refused_not_done_with_no_clips(t
     text = capsys.readouterr()
     assert sorted(p.name for p in (out / "clips").iterdir()) == ["vid-a_clip_0000", "vid-a_clip_0001"]
     assert "prepared Ego4D clips under" in text.out
+
+
+def test_stereo4d_split_typo_suggests_the_split(tmp_path, capsys):
+    from tests.badinput import assert_clean_error
+
+    ann, raw = make_miniature(tmp_path)
+    assert_clean_error(["prepare-data", "stereo4d", "--annotations", str(ann), "--raw", str(raw), "--out",
+                        str(tmp_path / "out"), "--split", "tset", "--no-progress"], capsys,
+                       contains="Did you mean 'test'? splits found:")

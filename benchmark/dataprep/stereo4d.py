@@ -691,7 +691,11 @@ def run(args: argparse.Namespace) -> int:
         wanted: set[str] = set()
         for name in args.split:
             if name not in plan["splits"]:
-                raise StereobenchError(f"split {name!r} has no annotations in {args.annotations}; splits found: "
+                import difflib
+
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise StereobenchError(f"split {name!r} has no annotations in {args.annotations};{hint} splits found: "
                                        f"{', '.join(known)}")
             wanted |= set(plan["splits"][name])
         jobs = [job for job in jobs if job.job_id in wanted]
