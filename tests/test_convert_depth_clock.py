@@ -106,3 +106,15 @@ def test_h265_output_keeps_the_hvc1_tag_after_the_join(tmp_path):
         assert stream.codec_context.name == "hevc"
         assert stream.codec_tag == "hvc1"  # docs/convert.md: Apple players and browsers want hvc1 (was hev1)
     assert read_video(out.output).num_frames == 12
+
+
+def test_convert_help_states_what_depth_files_hold_and_the_defaults(capsys):
+    import pytest
+
+    from benchmark.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "one per frame of the video, at its upright size" in text
+    assert "frames per depth-model call (default 8)" in text

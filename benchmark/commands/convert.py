@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of the method, e.g. search=16 (repeatable)")
     parser.add_argument("--depth", default=d.depth,
-                        help="files:PATH (your depth maps) or a depth model name (default depth-anything-v2)")
+                        help="files:PATH (your depth maps: one per frame of the video, at its upright size) or a depth "
+                             "model name (default depth-anything-v2)")
     parser.add_argument("--weights-depth", dest="depth_weights", metavar="PATH",
                         help="the depth model's weights: a local folder or a cached Hugging Face id (as in `run`)")
     parser.add_argument("--depth-weights", dest="depth_weights", help=argparse.SUPPRESS)  # older spelling
@@ -87,10 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"frames cross-faded between windows (default {d.overlap})")
     parser.add_argument("--segment-frames", type=int, default=d.segment_frames,
                         help=f"frames per resumable segment (default {d.segment_frames})")
-    parser.add_argument("--depth-batch", type=int, default=d.depth_batch, help="frames per depth-model call")
+    parser.add_argument("--depth-batch", type=int, default=d.depth_batch, help=f"frames per depth-model call (default {d.depth_batch})")
     parser.add_argument("--mask-closing", type=int, default=d.mask_closing,
                         help="close the hole mask with a KxK kernel before the method (0 = off; M2SVid uses 11)")
-    parser.add_argument("--device", default=d.device, help="torch device for the depth model and the method")
+    parser.add_argument("--device", default=d.device, help=f"torch device for the depth model and the method (default {d.device})")
     parser.add_argument("--seed", type=int, default=d.seed, help="the method's seed")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--restart", action="store_true", help="discard an interrupted conversion's parts")
