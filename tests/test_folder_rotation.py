@@ -31,3 +31,19 @@ def test_disparity_of_a_rotated_video_is_at_the_upright_size(tmp_path):
     np.save(tmp_path / "phone_disparity.npy", np.ones((4, 48, 32), np.float32))  # the stored size: refused
     with pytest.raises(StereobenchError, match=r"expected \(4, 32, 48\)"):
         get_dataset(str(tmp_path)).load_clip("phone")
+
+
+def test_loader_version_is_part_of_the_folder_revision(tmp_path, monkeypatch):
+    """Inputs cached from an older loader (sideways phone videos) must not be found again."""
+    import numpy as np
+
+    from benchmark.datasets import folder as folder_module
+    from benchmark.video_io import write_video
+    import torch
+
+    write_video(tmp_path / "clip.mp4", torch.rand(2, 3, 16, 16), fps=5)
+    np.save(tmp_path / "clip_disparity.npy", np.zeros((2, 16, 16), np.float32))
+    current = folder_module.FolderDataset(tmp_path).spec.revision
+    monkeypatch.setattr(folder_module, "LOADER_VERSION", folder_module.LOADER_VERSION - 1)
+    older = folder_module.FolderDataset(tmp_path).spec.revision
+    assert current != older

@@ -33,6 +33,9 @@ from benchmark.datasets.base import DatasetSpec
 from benchmark.types import Clip, TimeWindow
 from benchmark.errors import StereobenchError, did_you_mean
 
+# Bump when the clips the loader makes from the same files change (it is in the revision).
+LOADER_VERSION = 2
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 
@@ -121,6 +124,9 @@ class FolderDataset:
             raise StereobenchError(f"dataset folder {str(self.root)!r} holds no videos; expected "
                                    f"<name>_left.mp4 [+ <name>_right.mp4] or plain videos")
         digest = hashlib.sha256()
+        # What the loader makes of the files is part of the revision: 2 = rotation metadata
+        # applied (upright frames), so inputs cached from sideways frames are never reused.
+        digest.update(f"loader:{LOADER_VERSION}".encode())
         for name, files in sorted(self._clips.items()):
             for role, path in sorted(files.items()):
                 digest.update(f"{name}:{role}:{path.name}".encode())
