@@ -332,12 +332,14 @@ def test_memory_does_not_grow_with_length_fast(tmp_path):
     # One convert of 108 frames in 9 segments of 12. The kernel's peak-RSS mark (VmHWM) is reset
     # after segment 1 and read after segment 5 (peak of segments 2-5), then reset and read at the
     # end (segments 6-9 and the join). A design that kept frames would need 48 more frames
-    # (42 MB as float RGB) in the second half; a streaming one needs the same.
+    # (177 MB as float RGB at 480x640) in the second half; a streaming one needs the same. The
+    # frames are that large so a third of it (59 MB) stays above the allocator's noise between
+    # two halves of one run (31 MB seen once in a full-suite run at 240x320, where the bound was 14 MB).
     from benchmark.timing import current_peak_rss_bytes, reset_peak_rss
 
     if not reset_peak_rss():
         pytest.skip("this kernel cannot reset the peak-RSS mark (/proc/self/clear_refs)")
-    h, w, frames = 240, 320, 108
+    h, w, frames = 480, 640, 108
     src = make_video(tmp_path / "m.mp4", scene(frames, h, w, seed=1), fps=30)
     peaks = []
 
