@@ -65,7 +65,13 @@ class Method(ABC):
         return self
 
     def unload(self) -> None:
-        """Release weights and device memory (the runner calls it after a method's last clip)."""
+        """Release weights and device memory (the runner calls it after a method's last clip).
+
+        Methods that keep their loaded model in ``self.pipeline`` need not override this."""
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     @abstractmethod
     def refine(self, inp: StereoInput) -> torch.Tensor:

@@ -26,3 +26,22 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def footage(tmp_path):
+    """A folder dataset of two left-only videos (4 frames, 32x48), each with `<name>_depth.npy`
+    (a horizontal ramp), for the depth-source tests."""
+    import numpy as np
+
+    from benchmark import video_io
+    from benchmark.depth import write_depth_files
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for name in ("beach", "street"):
+        video_io.write_video(root / f"{name}.mp4", torch.rand(4, 3, 32, 48, generator=g), fps=8)
+        ramp = np.tile(np.linspace(0.2, 1.0, 48, dtype=np.float32), (4, 32, 1))
+        write_depth_files(root / f"{name}_depth.npy", ramp, fmt="npy")
+    return root

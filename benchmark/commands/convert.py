@@ -45,7 +45,6 @@ import json
 import sys
 from typing import Any
 
-from benchmark.errors import StereobenchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,25 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary (timings per phase) to stdout")
 
 
-def _coerce(value: str) -> Any:
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def parse_method_options(pairs: list[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise StereobenchError(f"--method-option {pair!r} must look like KEY=VALUE, e.g. search=16")
-        options[key.strip().replace("-", "_")] = _coerce(value.strip())
-    return options
+    from benchmark.datasets import parse_options
+
+    return parse_options(pairs, what="--method-option", example="search=16")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,16 +85,18 @@ def get_dataset(name: str, **options: Any):
                                f"it accepts: {', '.join(accepted) or 'no options'}") from None
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+def parse_options(pairs: list[str] | None, what: str = "dataset option", example: str = "size=256") -> dict[str, Any]:
     """``["size=256", "seed=3", "root=data/x"]`` -> ``{"size": 256, "seed": 3, "root": "data/x"}``.
 
     Values that read as int, float or true/false become those types; everything else stays a string.
+    ``what`` and ``example`` name the flag in the error for a malformed pair (other commands'
+    KEY=VALUE flags parse with this too).
     """
     options: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise StereobenchError(f"dataset option {pair!r} must look like KEY=VALUE, e.g. size=256")
+            raise StereobenchError(f"{what} {pair!r} must look like KEY=VALUE, e.g. {example}")
         options[key.strip().replace("-", "_")] = _coerce(value.strip())
     return options
 

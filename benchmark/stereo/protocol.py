@@ -330,16 +330,12 @@ def apply_protocol(clip: Clip, protocol: ClipProtocol | str) -> Clip:
     new_filled = filled.index_select(0, idx.to(filled.device)) if filled is not None else None
 
     scale = 1.0
+    size = None
     if protocol.size is not None:
         size = protocol.size
-        scale = size[1] / w
-        new_left = resize_video(new_left, size)
-        new_right = resize_video(new_right, size) if new_right is not None else None
-        new_disp = resize_disparity(new_disp, size) if new_disp is not None else None
-        new_filled = resize_flags(new_filled, size) if new_filled is not None else None
-        h, w = size
     elif protocol.short_side is not None:
         size = _short_side_size(h, w, protocol.short_side)
+    if size is not None:
         scale = size[1] / w
         new_left = resize_video(new_left, size)
         new_right = resize_video(new_right, size) if new_right is not None else None

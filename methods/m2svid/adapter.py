@@ -142,11 +142,6 @@ class M2SVid(Method):
         self.device, self.dtype = device, dtype
         return self
 
-    def unload(self) -> None:
-        self.pipeline = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     def refine(self, inp: StereoInput) -> torch.Tensor:
         """Right video float32 (T, 3, H, W) in [0, 1] on the input's device."""
         if self.pipeline is None:

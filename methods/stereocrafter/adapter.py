@@ -149,11 +149,6 @@ class StereoCrafter(Method):
         self.device, self.dtype = device, dtype
         return self
 
-    def unload(self) -> None:
-        self.pipeline = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     def refine(self, inp: StereoInput) -> torch.Tensor:
         """Right video float32 (T, 3, H, W) in [0, 1] on the input's device (the clip's fps is not
         used: the official conditioning is ``fps`` = 7)."""
